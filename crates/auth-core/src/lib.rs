@@ -1,0 +1,34 @@
+//! The kubeauth contract.
+//!
+//! Everything the other kubeauth crates agree on lives here, and nothing else: the description of a cluster
+//! ([`ClusterDetails`]), what a provider hands back ([`Credential`]), the two provider traits
+//! ([`ServerSideProvider`] for the application's own identity, [`ClientSideProvider`] for the signed-in user's),
+//! the user-supplied tokens that travel with a request ([`RequestAuth`]), the crate's [`Error`], and the
+//! [`CredentialCache`] that every provider and the request layer share.
+//!
+//! This crate depends on no provider and no cloud SDK.
+//!
+//! ```
+//! use kubeauth_core::{ClusterDetails, metadata};
+//!
+//! let mut cluster = ClusterDetails::new("prod", "https://10.0.0.1:6443");
+//! cluster.set_auth_provider("serviceAccount");
+//! assert_eq!(cluster.auth_provider(), Some("serviceAccount"));
+//! assert_eq!(cluster.auth_metadata.get(metadata::AUTH_PROVIDER).map(String::as_str), Some("serviceAccount"));
+//! ```
+
+mod cache;
+mod cluster;
+mod credential;
+mod error;
+pub mod metadata;
+mod provider;
+mod request_auth;
+
+pub use cache::{CachedCredential, CredentialCache, KeyedCredentialCache};
+pub use cluster::{ClusterDetails, CustomResourceMatcher, ValidationIssue};
+pub use credential::{Credential, CredentialKind};
+pub use error::{BoxError, Error, report};
+pub use provider::{ClientSideProvider, CredentialFuture, ProviderSide, ServerSideProvider};
+pub use request_auth::RequestAuth;
+pub use secrecy::{ExposeSecret, SecretString};

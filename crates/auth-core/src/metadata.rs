@@ -1,0 +1,28 @@
+//! Well-known keys of [`ClusterDetails::auth_metadata`](crate::ClusterDetails::auth_metadata).
+//!
+//! The `kubernetes.io/` keys are Backstage's; the ones marked "kubeauth" are ours and are ignored by Backstage.
+
+/// Which authentication provider serves the cluster (config key `authProvider`).
+pub const AUTH_PROVIDER: &str = "kubernetes.io/auth-provider";
+/// Which OIDC provider's ID token the `oidc` provider sends (config key `oidcTokenProvider`).
+pub const OIDC_TOKEN_PROVIDER: &str = "kubernetes.io/oidc-token-provider";
+/// The IAM role the `aws` provider assumes (legacy config key `assumeRole`).
+pub const AWS_ASSUME_ROLE: &str = "kubernetes.io/aws-assume-role";
+/// The external id passed when assuming [`AWS_ASSUME_ROLE`] (legacy config key `externalId`).
+pub const AWS_EXTERNAL_ID: &str = "kubernetes.io/aws-external-id";
+/// The EKS cluster id signed into the token (defaults to the cluster name).
+pub const X_K8S_AWS_ID: &str = "kubernetes.io/x-k8s-aws-id";
+/// kubeauth: the AWS region of the cluster's STS endpoint.
+pub const AWS_REGION: &str = "kubernetes.io/aws-region";
+/// kubeauth: the Entra ID scope the `azure` provider asks a token for.
+pub const AZURE_SCOPE: &str = "kubernetes.io/azure-scope";
+
+/// Keys whose values are safe to show in `Debug` output and logs; every other value is redacted.
+pub const PUBLIC_KEYS: &[&str] = &[
+    AUTH_PROVIDER,
+    OIDC_TOKEN_PROVIDER,
+    AWS_ASSUME_ROLE,
+    X_K8S_AWS_ID,
+    AWS_REGION,
+    AZURE_SCOPE,
+];

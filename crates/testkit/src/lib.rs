@@ -1,0 +1,1 @@
+//! Test environments for kubeauth: a real etcd and kube-apiserver on loopback, and protocol peers.
