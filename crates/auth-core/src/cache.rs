@@ -358,8 +358,10 @@ mod tests {
         let cache = CredentialCache::new(Duration::from_secs(60));
         let hour = SystemTime::now() + Duration::from_secs(3600);
         let first = cache.get(|| async move { Ok(Credential::bearer_until("refused", hour)) }).await.unwrap();
-        let second =
-            cache.force_refresh(first.generation, || async move { Ok(Credential::bearer_until("new", hour)) }).await.unwrap();
+        let second = cache
+            .force_refresh(first.generation, || async move { Ok(Credential::bearer_until("new", hour)) })
+            .await
+            .unwrap();
         assert_eq!(token(&second), "new");
         // A second caller that saw the same refused generation gets the new one without a fetch.
         let third = cache.force_refresh(first.generation, || async { Err(failing()) }).await.unwrap();

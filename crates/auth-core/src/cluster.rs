@@ -116,7 +116,10 @@ impl ClusterDetails {
             issues.push(ValidationIssue::new("url", message));
         }
         match self.auth_provider() {
-            None => issues.push(ValidationIssue::new("authProvider", "missing: say which authentication provider serves this cluster")),
+            None => issues.push(ValidationIssue::new(
+                "authProvider",
+                "missing: say which authentication provider serves this cluster",
+            )),
             Some(p) if p.trim().is_empty() => issues.push(ValidationIssue::new("authProvider", "must not be empty")),
             Some(_) => {}
         }
@@ -144,11 +147,12 @@ impl ClusterDetails {
     pub fn ca_certificates_der(&self) -> Result<Option<Vec<Vec<u8>>>, Error> {
         let (key, pem_text) = if let Some(data) = &self.ca_data {
             let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
-            let bytes = base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).map_err(|e| Error::Config {
-                cluster: self.name.clone(),
-                key: "caData".into(),
-                message: format!("not valid base64 ({e}); caData is the base64 of a PEM CA bundle"),
-            })?;
+            let bytes =
+                base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).map_err(|e| Error::Config {
+                    cluster: self.name.clone(),
+                    key: "caData".into(),
+                    message: format!("not valid base64 ({e}); caData is the base64 of a PEM CA bundle"),
+                })?;
             ("caData", bytes)
         } else if let Some(path) = &self.ca_file {
             let bytes = std::fs::read(path).map_err(|source| Error::Io {
@@ -205,7 +209,9 @@ impl fmt::Debug for ClusterDetails {
         let metadata: BTreeMap<&str, &str> = self
             .auth_metadata
             .iter()
-            .map(|(k, v)| (k.as_str(), if metadata::PUBLIC_KEYS.contains(&k.as_str()) { v.as_str() } else { "[redacted]" }))
+            .map(|(k, v)| {
+                (k.as_str(), if metadata::PUBLIC_KEYS.contains(&k.as_str()) { v.as_str() } else { "[redacted]" })
+            })
             .collect();
         f.debug_struct("ClusterDetails")
             .field("name", &self.name)

@@ -54,7 +54,9 @@ pub enum Error {
         known: Vec<String>,
     },
     /// A client-side provider found no token of the signed-in user in the request.
-    #[error("cluster '{cluster}': the {provider} provider needs the user's token under `auth.{path}` of the request, and there is none")]
+    #[error(
+        "cluster '{cluster}': the {provider} provider needs the user's token under `auth.{path}` of the request, and there is none"
+    )]
     MissingUserToken {
         /// The cluster's name.
         cluster: String,
@@ -64,7 +66,9 @@ pub enum Error {
         path: String,
     },
     /// A provider other than `localKubectlProxy` gave an anonymous credential.
-    #[error("cluster '{cluster}': the {provider} provider gave no bearer token or client certificate; anonymous access is only for localKubectlProxy")]
+    #[error(
+        "cluster '{cluster}': the {provider} provider gave no bearer token or client certificate; anonymous access is only for localKubectlProxy"
+    )]
     NoCredential {
         /// The cluster's name.
         cluster: String,

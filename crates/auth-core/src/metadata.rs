@@ -18,11 +18,5 @@ pub const AWS_REGION: &str = "kubernetes.io/aws-region";
 pub const AZURE_SCOPE: &str = "kubernetes.io/azure-scope";
 
 /// Keys whose values are safe to show in `Debug` output and logs; every other value is redacted.
-pub const PUBLIC_KEYS: &[&str] = &[
-    AUTH_PROVIDER,
-    OIDC_TOKEN_PROVIDER,
-    AWS_ASSUME_ROLE,
-    X_K8S_AWS_ID,
-    AWS_REGION,
-    AZURE_SCOPE,
-];
+pub const PUBLIC_KEYS: &[&str] =
+    &[AUTH_PROVIDER, OIDC_TOKEN_PROVIDER, AWS_ASSUME_ROLE, X_K8S_AWS_ID, AWS_REGION, AZURE_SCOPE];

@@ -47,7 +47,12 @@ impl RequestAuth {
     }
 
     /// Sets the token under a provider's key and a sub-key.
-    pub fn insert_nested_token(&mut self, provider: impl Into<String>, sub: impl Into<String>, token: impl Into<String>) {
+    pub fn insert_nested_token(
+        &mut self,
+        provider: impl Into<String>,
+        sub: impl Into<String>,
+        token: impl Into<String>,
+    ) {
         let entry = self.0.entry(provider.into()).or_insert_with(|| Value::Object(Map::new()));
         if !entry.is_object() {
             *entry = Value::Object(Map::new());

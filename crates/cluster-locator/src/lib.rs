@@ -1,1 +1,60 @@
-//! placeholder
+//! Cluster locators: where kubeauth finds the clusters it authenticates to.
+//!
+//! The methods of Backstage's `kubernetes.clusterLocatorMethods`, read from an app-config.yaml as it is:
+//! - [`ConfigLocator`] (`type: config`): clusters listed in the config;
+//! - [`LocalKubectlProxyLocator`] (`type: localKubectlProxy`): one cluster, `local`, at `http://localhost:8001`;
+//!
+//! and [`CombinedLocator`], which runs every configured method, honours `clusterLocatorContinueOnError`, and
+//! refuses two clusters of the same name.
+//!
+//! ```
+//! use kubeauth_cluster_locator::{AppConfig, CombinedLocator, ResolveContext};
+//!
+//! let config = AppConfig::from_yaml_str(
+//!     r#"
+//! app: { title: ignored }
+//! kubernetes:
+//!   clusterLocatorMethods:
+//!     - type: config
+//!       clusters:
+//!         - name: prod
+//!           url: https://10.0.0.1:6443
+//!           authProvider: serviceAccount
+//!           serviceAccountToken: ${PROD_TOKEN}
+//! "#,
+//!     None,
+//! )?;
+//! let env = |name: &str| (name == "PROD_TOKEN").then(|| "t0ken".to_owned());
+//! let locator = CombinedLocator::from_config(&config, &ResolveContext::new(env))?;
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # let clusters = rt.block_on(locator.clusters())?;
+//! # assert_eq!(clusters[0].name, "prod");
+//! # Ok::<(), kubeauth_cluster_locator::LocatorError>(())
+//! ```
+
+mod combined;
+mod config;
+mod config_locator;
+mod error;
+mod local_kubectl_proxy;
+mod value;
+
+pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator};
+pub use config::{AppConfig, ClusterConfig, KubernetesConfig, LocatorMethodConfig};
+pub use config_locator::ConfigLocator;
+pub use error::LocatorError;
+pub use local_kubectl_proxy::LocalKubectlProxyLocator;
+pub use value::{ConfigBool, ConfigString, ResolveContext};
+
+/// The config an application runs on when it is given none: the `localKubectlProxy` locator, so that a
+/// `kubectl proxy` on the default port is reachable out of the box.
+pub const EMBEDDED_DEFAULT_CONFIG: &str = "\
+kubernetes:
+  clusterLocatorMethods:
+    - type: localKubectlProxy
+";
+
+/// The JSON Schema of an app-config.yaml's `kubernetes` section as kubeauth reads it.
+pub fn config_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(AppConfig)).unwrap_or_default()
+}

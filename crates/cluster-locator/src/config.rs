@@ -1,0 +1,136 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kubeauth_core::CustomResourceMatcher;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::{ConfigBool, ConfigString, LocatorError};
+
+/// An app-config.yaml as kubeauth reads it: the `kubernetes` section; every other top-level key is ignored, so
+/// a Backstage app-config can be used as it is.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(title = "kubeauth configuration (the kubernetes section of a Backstage app-config.yaml)")]
+pub struct AppConfig {
+    /// Backstage's `kubernetes` section.
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
+    /// Where the config came from, for messages (`None` for inline text).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub origin: Option<PathBuf>,
+}
+
+/// The `kubernetes` section. Keys that other parts of Backstage read (serviceLocatorMethod, objectTypes, …) are
+/// accepted and ignored here.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesConfig {
+    /// The methods that find clusters, run in order.
+    #[serde(default)]
+    pub cluster_locator_methods: Vec<LocatorMethodConfig>,
+    /// When a method fails: `false` (default) fails the whole lookup; `true` logs it and goes on with the others.
+    #[serde(default)]
+    pub cluster_locator_continue_on_error: Option<ConfigBool>,
+}
+
+/// One entry of `clusterLocatorMethods`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocatorMethodConfig {
+    /// `config` or `localKubectlProxy` (the `catalog` and `gke` methods are built separately).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `type: config`: the clusters.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<ClusterConfig>>")]
+    pub clusters: Option<Vec<Spanned<ClusterConfig>>>,
+}
+
+/// A cluster entry of the `config` method, with Backstage's keys.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Unique name of the cluster (required).
+    pub name: Option<ConfigString>,
+    /// URL of the API server (required).
+    pub url: Option<ConfigString>,
+    /// Display name.
+    pub title: Option<ConfigString>,
+    /// The key of the authentication provider: serviceAccount, localKubectlProxy, aws, azure,
+    /// googleServiceAccount, google, oidc, or a custom provider's key (required).
+    pub auth_provider: Option<ConfigString>,
+    /// Provider settings, merged over the keys above (secret: values may be credentials).
+    #[schemars(extend("writeOnly" = true))]
+    pub auth_metadata: Option<BTreeMap<String, ConfigString>>,
+    /// Bearer token for the serviceAccount provider (secret).
+    #[schemars(extend("writeOnly" = true))]
+    pub service_account_token: Option<ConfigString>,
+    /// For authProvider oidc: which OIDC provider's ID token to send.
+    pub oidc_token_provider: Option<ConfigString>,
+    /// Legacy: IAM role to assume (kubernetes.io/aws-assume-role).
+    pub assume_role: Option<ConfigString>,
+    /// Legacy: external id for assumeRole (kubernetes.io/aws-external-id).
+    pub external_id: Option<ConfigString>,
+    /// Do not verify the API server's certificate.
+    #[serde(rename = "skipTLSVerify")]
+    pub skip_tls_verify: Option<ConfigBool>,
+    /// Do not fetch pod metrics.
+    pub skip_metrics_lookup: Option<ConfigBool>,
+    /// Base64 of the PEM CA bundle of the API server.
+    pub ca_data: Option<ConfigString>,
+    /// Path of a PEM CA bundle.
+    pub ca_file: Option<ConfigString>,
+    /// Link to the cluster's dashboard.
+    pub dashboard_url: Option<ConfigString>,
+    /// Dashboard formatter: standard, rancher, openshift, gke, aks, eks, headlamp.
+    pub dashboard_app: Option<ConfigString>,
+    /// Parameters of the dashboard formatter.
+    pub dashboard_parameters: Option<serde_json::Value>,
+    /// Custom resources to fetch for this cluster.
+    pub custom_resources: Option<Vec<CustomResourceMatcherConfig>>,
+}
+
+/// `{group, apiVersion, plural}` of a custom resource.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomResourceMatcherConfig {
+    /// API group.
+    pub group: String,
+    /// API version.
+    pub api_version: String,
+    /// Plural resource name.
+    pub plural: String,
+}
+
+impl From<&CustomResourceMatcherConfig> for CustomResourceMatcher {
+    fn from(c: &CustomResourceMatcherConfig) -> Self {
+        Self { group: c.group.clone(), api_version: c.api_version.clone(), plural: c.plural.clone() }
+    }
+}
+
+impl AppConfig {
+    /// Parses an app-config.yaml's text. `origin` names the file in messages.
+    pub fn from_yaml_str(text: &str, origin: Option<&Path>) -> Result<Self, LocatorError> {
+        // An empty document is an empty config.
+        if text.trim().is_empty() {
+            return Ok(Self { origin: origin.map(Path::to_owned), ..Self::default() });
+        }
+        let mut config: Self = serde_saphyr::from_str(text).map_err(|e| LocatorError::from_yaml(e, origin))?;
+        config.origin = origin.map(Path::to_owned);
+        Ok(config)
+    }
+
+    /// Reads and parses an app-config.yaml.
+    pub fn from_file(path: &Path) -> Result<Self, LocatorError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| LocatorError::ReadConfig { path: path.to_owned(), source })?;
+        Self::from_yaml_str(&text, Some(path))
+    }
+
+    /// The embedded default: the `localKubectlProxy` locator.
+    pub fn embedded_default() -> Self {
+        Self::from_yaml_str(crate::EMBEDDED_DEFAULT_CONFIG, None).unwrap_or_default()
+    }
+}

@@ -1,0 +1,263 @@
+//! The config and localKubectlProxy locators, read from YAML as a user writes it.
+
+use std::path::Path;
+
+use kubeauth_cluster_locator::{AppConfig, ClusterLocator, CombinedLocator, LocatorError, ResolveContext};
+use kubeauth_core::{ClusterDetails, ExposeSecret, metadata};
+
+/// The first ```yaml block of a docs page.
+fn doc_example(page: &str) -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(page)).unwrap();
+    let start = text.find("```yaml\n").expect("a yaml example") + "```yaml\n".len();
+    let end = start + text[start..].find("```").unwrap();
+    text[start..end].to_owned()
+}
+
+fn env(vars: &'static [(&'static str, &'static str)]) -> ResolveContext {
+    ResolveContext::new(move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+}
+
+async fn locate(yaml: &str, ctx: &ResolveContext) -> Result<Vec<ClusterDetails>, LocatorError> {
+    let config = AppConfig::from_yaml_str(yaml, Some(Path::new("app-config.yaml")))?;
+    CombinedLocator::from_config(&config, ctx)?.clusters().await
+}
+
+#[tokio::test]
+async fn every_key_of_the_documented_example_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    std::fs::write(dir.path().join("certs/staging-ca.crt"), include_str!("fixtures/ca.crt")).unwrap();
+    let file = dir.path().join("app-config.yaml");
+    std::fs::write(&file, doc_example("locators/config.md")).unwrap();
+
+    let config = AppConfig::from_file(&file).unwrap();
+    let ctx = env(&[("PROD_EU_HOST", "10.1.2.3"), ("PROD_EU_TOKEN", "prod-eu-token")]);
+    let clusters = CombinedLocator::from_config(&config, &ctx).unwrap().clusters().await.unwrap();
+    let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["prod-eu", "staging", "eks-shared", "local"]);
+
+    let prod = &clusters[0];
+    assert_eq!(prod.title.as_deref(), Some("Production (EU)"));
+    assert_eq!(prod.url, "https://10.1.2.3:6443");
+    assert_eq!(prod.auth_provider(), Some("serviceAccount"));
+    assert_eq!(prod.service_account_token.as_ref().unwrap().expose_secret(), "prod-eu-token");
+    assert!(!prod.skip_tls_verify);
+    assert!(prod.skip_metrics_lookup);
+    assert_eq!(prod.ca_certificates_der().unwrap().unwrap().len(), 1);
+    assert_eq!(prod.dashboard_url.as_deref(), Some("https://dashboard.prod-eu.example.com"));
+    assert_eq!(prod.dashboard_app.as_deref(), Some("standard"));
+    assert_eq!(prod.dashboard_parameters, Some(serde_json::json!({"projectId": "prod"})));
+    assert_eq!(prod.custom_resources.len(), 1);
+    assert_eq!(prod.custom_resources[0].plural, "rollouts");
+    assert_eq!(prod.custom_resources[0].api_version, "v1alpha1");
+    assert!(prod.source.contains("clusterLocatorMethods[0] (config)"), "{}", prod.source);
+
+    let staging = &clusters[1];
+    assert_eq!(staging.auth_provider(), Some("oidc"));
+    assert_eq!(staging.oidc_token_provider(), Some("okta"));
+    assert_eq!(staging.ca_file.as_deref(), Some(dir.path().join("./certs/staging-ca.crt").as_path()));
+    assert!(staging.service_account_token.is_none());
+
+    let eks = &clusters[2];
+    let md = |k: &str| eks.auth_metadata.get(k).map(String::as_str);
+    assert_eq!(md(metadata::AUTH_PROVIDER), Some("aws"));
+    assert_eq!(md(metadata::AWS_ASSUME_ROLE), Some("arn:aws:iam::123456789012:role/backstage-reader"));
+    assert_eq!(md(metadata::AWS_EXTERNAL_ID), Some("backstage"));
+    assert_eq!(md(metadata::X_K8S_AWS_ID), Some("shared-cluster"));
+    assert_eq!(md(metadata::AWS_REGION), Some("eu-west-1"));
+
+    let local = &clusters[3];
+    assert_eq!(local.url, "http://localhost:8001");
+    assert_eq!(local.auth_provider(), Some("localKubectlProxy"));
+    assert!(local.skip_metrics_lookup);
+}
+
+#[tokio::test]
+async fn the_seed_walkthrough_config_reads_as_written() {
+    let yaml = r#"
+kubernetes:
+  clusterLocatorMethods:
+    - type: 'config'
+      clusters:
+        - name: My AKS cluster
+          url: ${AZURE_CLUSTER_API_SERVER_ADDRESS}
+          authProvider: azure
+          skipTLSVerify: true
+"#;
+    let ctx = env(&[("AZURE_CLUSTER_API_SERVER_ADDRESS", "https://my-aks-dns-abc.hcp.westeurope.azmk8s.io:443")]);
+    let clusters = locate(yaml, &ctx).await.unwrap();
+    assert_eq!(clusters[0].name, "My AKS cluster");
+    assert_eq!(clusters[0].url, "https://my-aks-dns-abc.hcp.westeurope.azmk8s.io:443");
+    assert!(clusters[0].skip_tls_verify);
+
+    let err = locate(yaml, &env(&[])).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "app-config.yaml: clusterLocatorMethods[0] (config), cluster 'My AKS cluster' (line 6): url: environment variable `AZURE_CLUSTER_API_SERVER_ADDRESS` is not set"
+    );
+}
+
+#[tokio::test]
+async fn auth_metadata_wins_over_the_dedicated_keys() {
+    let yaml = r#"
+kubernetes:
+  clusterLocatorMethods:
+    - type: config
+      clusters:
+        - name: a
+          url: https://a.example.com
+          authProvider: serviceAccount
+          authMetadata:
+            kubernetes.io/auth-provider: aws
+"#;
+    let clusters = locate(yaml, &env(&[])).await.unwrap();
+    assert_eq!(clusters[0].auth_provider(), Some("aws"));
+}
+
+async fn error_of(yaml: &str) -> String {
+    locate(yaml, &env(&[])).await.unwrap_err().to_string()
+}
+
+fn one_cluster(body: &str) -> String {
+    format!(
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: prod\n{}",
+        body.lines().map(|l| format!("          {l}\n")).collect::<String>()
+    )
+}
+
+#[tokio::test]
+async fn a_missing_url_names_the_cluster_and_key() {
+    let err = error_of(&one_cluster("authProvider: serviceAccount")).await;
+    assert!(err.contains("cluster 'prod' (line 5)"), "{err}");
+    assert!(err.contains("url: missing"), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_name_names_the_position() {
+    let yaml = "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - url: https://x\n          authProvider: aws\n";
+    let err = error_of(yaml).await;
+    assert!(err.contains("cluster '#0'") && err.contains("name: must not be empty"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_base64_ca_data_names_the_cluster_and_key() {
+    let err = error_of(&one_cluster("url: https://x\nauthProvider: aws\ncaData: '%%%'")).await;
+    assert!(err.contains("cluster 'prod'") && err.contains("caData: not valid base64"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreadable_ca_file_names_the_cluster_key_and_path() {
+    let err = error_of(&one_cluster("url: https://x\nauthProvider: aws\ncaFile: /nonexistent/ca.pem")).await;
+    assert!(err.contains("cluster 'prod'") && err.contains("caFile: cannot read `/nonexistent/ca.pem`"), "{err}");
+}
+
+#[tokio::test]
+async fn a_misspelt_key_is_refused_with_its_line() {
+    let err = error_of(&one_cluster("url: https://x\nauthProvider: aws\nskipTlsVerify: true")).await;
+    assert!(err.contains("skipTlsVerify"), "{err}");
+    assert!(err.starts_with("app-config.yaml: line 8, column"), "{err}");
+}
+
+#[tokio::test]
+async fn malformed_yaml_gets_line_and_column() {
+    let err = error_of("kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters: [\n").await;
+    assert!(err.starts_with("app-config.yaml: line "), "{err}");
+    match AppConfig::from_yaml_str("a: [", None).unwrap_err() {
+        LocatorError::Yaml { line, column, .. } => assert!(line >= 1 && column >= 1, "{line}:{column}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_wrongly_typed_value_gets_line_and_column() {
+    let err = error_of(&one_cluster("url: [a, b]\nauthProvider: aws")).await;
+    assert!(err.starts_with("app-config.yaml: line 6, column"), "{err}");
+}
+
+#[tokio::test]
+async fn duplicate_names_across_methods_name_both() {
+    let yaml = r#"
+kubernetes:
+  clusterLocatorMethods:
+    - type: config
+      clusters:
+        - name: local
+          url: https://a.example.com
+          authProvider: serviceAccount
+    - type: localKubectlProxy
+"#;
+    let err = error_of(yaml).await;
+    assert_eq!(
+        err,
+        "duplicate cluster name 'local': found by clusterLocatorMethods[0] (config), line 6 and by clusterLocatorMethods[1] (localKubectlProxy)"
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_unbuilt_methods_are_named() {
+    let err = error_of("kubernetes:\n  clusterLocatorMethods:\n    - type: kubeconfig-magic\n").await;
+    assert!(err.contains("clusterLocatorMethods[0]: unknown type `kubeconfig-magic`"), "{err}");
+    let err = error_of("kubernetes:\n  clusterLocatorMethods:\n    - type: config\n").await;
+    assert!(err.contains("needs a `clusters` list"), "{err}");
+}
+
+#[tokio::test]
+async fn secrets_are_not_repeated_in_errors() {
+    let err =
+        error_of(&one_cluster("url: https://x\nauthProvider: aws\nserviceAccountToken: sup3r-s3cret\ncaData: '%'"))
+            .await;
+    assert!(!err.contains("sup3r-s3cret"), "{err}");
+}
+
+struct Failing;
+
+impl ClusterLocator for Failing {
+    fn clusters(&self) -> kubeauth_cluster_locator::ClustersFuture<'_> {
+        Box::pin(async {
+            Err(LocatorError::Locator { method: "catalog".into(), source: "catalog API answered 503".into() })
+        })
+    }
+}
+
+#[tokio::test]
+async fn continue_on_error_decides_whether_one_failing_method_fails_all() {
+    let yaml = "kubernetes:\n  clusterLocatorContinueOnError: ${GO_ON}\n  clusterLocatorMethods:\n    - type: localKubectlProxy\n";
+    let config = AppConfig::from_yaml_str(yaml, None).unwrap();
+
+    let strict = CombinedLocator::from_config(&config, &env(&[("GO_ON", "false")])).unwrap();
+    let strict = strict.with_locator("catalog", std::sync::Arc::new(Failing));
+    let err = strict.clusters().await.unwrap_err();
+    assert!(kubeauth_core::report(&err).contains("catalog API answered 503"), "{err}");
+
+    let lenient = CombinedLocator::from_config(&config, &env(&[("GO_ON", "true")])).unwrap();
+    let lenient = lenient.with_locator("catalog", std::sync::Arc::new(Failing));
+    let clusters = lenient.clusters().await.unwrap();
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(clusters[0].name, "local");
+}
+
+#[test]
+fn the_embedded_default_is_the_local_kubectl_proxy() {
+    let config = AppConfig::embedded_default();
+    assert_eq!(config.kubernetes.cluster_locator_methods.len(), 1);
+    assert_eq!(config.kubernetes.cluster_locator_methods[0].kind, "localKubectlProxy");
+}
+
+#[test]
+fn unrelated_top_level_keys_and_empty_files_are_fine() {
+    let config = AppConfig::from_yaml_str("backend:\n  baseUrl: http://localhost:7007\ncatalog: {}\n", None).unwrap();
+    assert!(config.kubernetes.cluster_locator_methods.is_empty());
+    assert!(AppConfig::from_yaml_str("", None).unwrap().kubernetes.cluster_locator_methods.is_empty());
+}
+
+#[tokio::test]
+#[ignore = "prints messages for a human to read"]
+async fn show_messages() {
+    for yaml in [
+        one_cluster("url: https://x\nauthProvider: aws\nskipTlsVerify: true"),
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters: [\n".into(),
+        one_cluster("url: [a, b]\nauthProvider: aws"),
+    ] {
+        println!("{}", error_of(&yaml).await);
+    }
+}
