@@ -1,1 +1,69 @@
-//! placeholder
+//! kubeauth: Kubernetes authentication for every cluster, as the application or as the signed-in user.
+//!
+//! - [`Registry`]: the authentication providers by key, pre-loaded with the default ones (each behind a cargo
+//!   feature), where custom providers are added beside them.
+//! - [`Registry::kube_client`]: a [`kube::Client`] for any located cluster, with the right URL and TLS settings,
+//!   whose credential is applied by one tower layer ([`CredentialLayer`]) that refreshes it ahead of expiry and
+//!   retries once with a fresh one after a 401.
+//! - Re-exports of the contract ([`kubeauth_core`]) and the cluster locators ([`kubeauth_cluster_locator`]).
+//!
+//! The one path data takes: config text → locator → [`ClusterDetails`] → the registry picks the provider by
+//! the cluster's `authProvider` → [`Credential`] → [`CredentialLayer`] applies it to each HTTP request.
+//!
+//! ```no_run
+//! use kubeauth::{AppConfig, CombinedLocator, Registry, RequestAuth, ResolveContext};
+//! use k8s_openapi::api::core::v1::Namespace;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = AppConfig::from_file("app-config.yaml".as_ref())?;
+//! let clusters = CombinedLocator::from_config(&config, &ResolveContext::from_process_env())?.clusters().await?;
+//! let registry = Registry::with_defaults();
+//! for cluster in &clusters {
+//!     let client = registry.kube_client(cluster, &RequestAuth::none()).await?;
+//!     let namespaces = kube::Api::<Namespace>::all(client).list(&Default::default()).await?;
+//!     println!("{}: {} namespaces", cluster.name, namespaces.items.len());
+//! }
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+mod layer;
+mod registry;
+
+pub use client::connection_config;
+pub use error::{Error, RegistryError};
+pub use layer::{
+    CredentialLayer, CredentialService, CredentialSource, ReplayableBody, ResponseFuture, apply_credential,
+};
+pub use registry::{Provider, Registry};
+
+pub use kubeauth_cluster_locator::{
+    AppConfig, ClusterLocator, CombinedLocator, ConfigLocator, EMBEDDED_DEFAULT_CONFIG, LocalKubectlProxyLocator,
+    LocatorError, ResolveContext,
+};
+pub use kubeauth_core::{
+    ClientSideProvider, ClusterDetails, Credential, CredentialCache, CredentialFuture, CredentialKind,
+    KeyedCredentialCache, ProviderSide, RequestAuth, ServerSideProvider, ValidationIssue, metadata, report,
+};
+
+/// The cluster locators.
+pub use kubeauth_cluster_locator as locator;
+/// The contract crate, for provider authors.
+pub use kubeauth_core as core;
+
+/// The `serviceAccount` provider.
+#[cfg(feature = "service-account")]
+pub use kubeauth_service_account as service_account;
+
+/// The `localKubectlProxy` provider.
+#[cfg(feature = "local-kubectl-proxy")]
+pub use kubeauth_local_kubectl_proxy as local_kubectl_proxy;
+
+/// The `oidc` provider.
+#[cfg(feature = "oidc")]
+pub use kubeauth_oidc as oidc;
+
+/// The `google` provider.
+#[cfg(feature = "google")]
+pub use kubeauth_google as google;

@@ -1,1 +1,6 @@
-//! Test environments for kubeauth: a real etcd and kube-apiserver on loopback, and protocol peers.
+//! Test environments for kubeauth: certificates, and (with the envtest binaries) a real etcd and
+//! kube-apiserver on loopback.
+//!
+//! Dev-only: nothing here is meant for production code.
+
+pub mod pki;
