@@ -100,3 +100,18 @@ impl TestCa {
         CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
     }
 }
+
+/// A fresh ECDSA P-256 key pair, e.g. for signing service-account tokens: (private key as PKCS#8 PEM, public
+/// key PEM).
+pub fn signing_key_pem() -> (String, String) {
+    let key = KeyPair::generate().expect("generate a key");
+    (key.serialize_pem(), key.public_key_pem())
+}
+
+/// `bytes` random bytes as hex, from the operating system's generator.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    let mut file = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
+    std::io::Read::read_exact(&mut file, &mut buf).expect("random bytes");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

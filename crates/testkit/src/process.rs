@@ -1,0 +1,100 @@
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A server process that cannot outlive the test process.
+///
+/// It runs under a small shell supervisor that holds a pipe from the test process: when the test process
+/// closes the pipe (on drop) or ends in any way, even killed, the supervisor stops the server (TERM, then KILL
+/// after 5 s) and removes its scratch folder. So a test run leaves no process and no temp dir behind.
+pub struct Supervised {
+    name: String,
+    supervisor: Child,
+    stdin: Option<ChildStdin>,
+    log: PathBuf,
+}
+
+impl std::fmt::Debug for Supervised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervised").field("name", &self.name).field("log", &self.log).finish_non_exhaustive()
+    }
+}
+
+const SUPERVISOR: &str = r#"
+log=$1; cleanup=$2; shift 2
+rm -f "$log.exited"
+"$@" >"$log" 2>&1 </dev/null &
+child=$!
+( while kill -0 "$child" 2>/dev/null; do sleep 0.2; done; touch "$log.exited" ) &
+watcher=$!
+cat >/dev/null
+kill -TERM "$child" 2>/dev/null
+for _ in $(seq 50); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
+kill -KILL "$child" 2>/dev/null
+kill "$watcher" 2>/dev/null
+wait 2>/dev/null
+[ -n "$cleanup" ] && rm -rf "$cleanup"
+exit 0
+"#;
+
+impl Supervised {
+    /// Starts `program args…`, its output in `log`; `cleanup` is removed when it stops.
+    pub fn start(name: &str, program: &Path, args: &[String], log: &Path, cleanup: Option<&Path>) -> Self {
+        let mut supervisor = Command::new("bash")
+            .arg("-c")
+            .arg(SUPERVISOR)
+            .arg("supervisor")
+            .arg(log)
+            .arg(cleanup.map(Path::as_os_str).unwrap_or_default())
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
+        let stdin = supervisor.stdin.take();
+        Self { name: name.to_owned(), supervisor, stdin, log: log.to_owned() }
+    }
+
+    /// The last lines of the server's output, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Whether the server process has ended (on its own: it is only stopped by [`stop`](Self::stop)).
+    pub fn has_exited(&self) -> bool {
+        let mut marker = self.log.clone().into_os_string();
+        marker.push(".exited");
+        Path::new(&marker).exists()
+    }
+
+    /// The name given at start.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops the server and waits for the supervisor to clean up.
+    pub fn stop(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.flush();
+        }
+        let _ = self.supervisor.wait();
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,154 @@
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+use crate::pki::TestCa;
+
+/// Who a token belongs to, as a TokenReview answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// The Kubernetes user name.
+    pub username: String,
+    /// A unique id.
+    pub uid: String,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// The future a [`TokenVerifier`] returns: the user, or why the token is refused.
+pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<UserInfo, String>> + Send + 'a>>;
+
+/// Decides who a bearer token belongs to: what EKS (aws-iam-authenticator), AKS (Entra) and GKE do on their side
+/// of the wire. Verifiers for each cloud's tokens plug in here.
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// The user the token authenticates, or why it does not.
+    fn verify<'a>(&'a self, token: &'a str) -> VerifyFuture<'a>;
+}
+
+/// An HTTPS TokenReview webhook (`authentication.k8s.io/v1`) on loopback, for kube-apiserver's
+/// `--authentication-token-webhook-config-file` (see [`TestClusterBuilder::token_webhook`]).
+///
+/// [`TestClusterBuilder::token_webhook`]: crate::TestClusterBuilder::token_webhook
+pub struct TokenReviewWebhook {
+    url: String,
+    ca: TestCa,
+    reviews: Arc<AtomicUsize>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TokenReviewWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenReviewWebhook").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl TokenReviewWebhook {
+    /// Starts the webhook on a thread of its own (it serves whichever test runtime comes and goes).
+    pub fn start(verifier: impl TokenVerifier) -> Self {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca = TestCa::new("kubeauth-test-webhook-ca");
+        let cert = ca.server_cert(&["127.0.0.1"]);
+        let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("cert")];
+        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
+        let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).expect("tls");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the webhook");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("https://{}/authenticate", listener.local_addr().expect("addr"));
+        let reviews = Arc::new(AtomicUsize::new(0));
+        let (shutdown, mut stop) = tokio::sync::oneshot::channel();
+        let verifier: Arc<dyn TokenVerifier> = Arc::new(verifier);
+        let counter = reviews.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime for the webhook");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    let (tcp, _) = tokio::select! {
+                        _ = &mut stop => return,
+                        accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                    };
+                    let (acceptor, verifier, counter) = (acceptor.clone(), verifier.clone(), counter.clone());
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else { return };
+                        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let (verifier, counter) = (verifier.clone(), counter.clone());
+                            async move { Ok::<_, Infallible>(review(req, verifier.as_ref(), &counter).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tls), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        Self { url, ca, reviews, shutdown: Some(shutdown), thread: Some(thread) }
+    }
+
+    /// The webhook's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// How many reviews it has answered.
+    pub fn reviews(&self) -> usize {
+        self.reviews.load(Ordering::SeqCst)
+    }
+
+    /// The kubeconfig kube-apiserver reads to call the webhook.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n  - name: webhook\n    cluster:\n      server: {}\n      certificate-authority-data: {}\nusers:\n  - name: kube-apiserver\n    user: {{}}\ncontexts:\n  - name: webhook\n    context:\n      cluster: webhook\n      user: kube-apiserver\ncurrent-context: webhook\n",
+            self.url,
+            self.ca.ca_data()
+        )
+    }
+}
+
+impl Drop for TokenReviewWebhook {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn review(
+    req: Request<hyper::body::Incoming>,
+    verifier: &dyn TokenVerifier,
+    counter: &AtomicUsize,
+) -> Response<Full<Bytes>> {
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let api_version = request["apiVersion"].as_str().unwrap_or("authentication.k8s.io/v1").to_owned();
+    let token = request["spec"]["token"].as_str().unwrap_or_default();
+    counter.fetch_add(1, Ordering::SeqCst);
+    let status = match verifier.verify(token).await {
+        Ok(user) => serde_json::json!({
+            "authenticated": true,
+            "user": { "username": user.username, "uid": user.uid, "groups": user.groups }
+        }),
+        Err(reason) => serde_json::json!({ "authenticated": false, "error": reason }),
+    };
+    let answer = serde_json::json!({ "apiVersion": api_version, "kind": "TokenReview", "status": status });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&answer).unwrap_or_default())))
+        .unwrap_or_default()
+}

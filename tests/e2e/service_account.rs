@@ -1,0 +1,84 @@
+//! The `serviceAccount` provider with real service-account tokens from the TokenRequest API.
+
+use k8s_openapi::api::core::v1::Pod;
+use kubeauth::{AppConfig, CombinedLocator, Registry, RequestAuth, ResolveContext};
+use kubeauth_service_account::ServiceAccountProvider;
+use kubeauth_testkit::{TestCluster, service_account};
+
+use crate::{namespaces, status_code};
+
+#[tokio::test]
+async fn a_configured_service_account_token_lists_namespaces() {
+    let env = TestCluster::shared();
+    env.create_service_account("sa-config", "reader").await;
+    env.grant("sa-config-reader", service_account("sa-config", "reader"), &["list"], &["namespaces"]).await;
+    let token = env.service_account_token("sa-config", "reader").await;
+
+    let yaml = format!(
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: envtest\n          url: {}\n          authProvider: serviceAccount\n          serviceAccountToken: ${{READER_TOKEN}}\n          caData: {}\n",
+        env.url(),
+        env.ca().ca_data()
+    );
+    let config = AppConfig::from_yaml_str(&yaml, None).unwrap();
+    let ctx = ResolveContext::new(move |name| (name == "READER_TOKEN").then(|| token.clone()));
+    let clusters = CombinedLocator::from_config(&config, &ctx).unwrap().clusters().await.unwrap();
+
+    let client = Registry::with_defaults().kube_client(&clusters[0], &RequestAuth::none()).await.unwrap();
+    let names = namespaces(client).await.unwrap();
+    assert!(names.contains(&"default".to_owned()) && names.contains(&"sa-config".to_owned()), "{names:?}");
+}
+
+#[tokio::test]
+async fn a_bad_token_gets_the_api_servers_own_401() {
+    let env = TestCluster::shared();
+    let mut cluster = env.cluster_details("envtest", "serviceAccount");
+    cluster.service_account_token = Some("not-a-real-token".into());
+    let client = Registry::with_defaults().kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    match namespaces(client).await.unwrap_err() {
+        kube::Error::Api(status) => {
+            assert_eq!(
+                (status.code, status.reason.as_str(), status.message.as_str()),
+                (401, "Unauthorized", "Unauthorized")
+            );
+        }
+        other => panic!("expected the API server's 401 Status, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_in_cluster_token_file_and_ca_work_and_a_rotated_token_is_picked_up() {
+    let env = TestCluster::shared();
+    // alpha may list namespaces; beta may also list pods: what the client may do tells whose token it sent.
+    env.create_service_account("sa-rotation", "alpha").await;
+    env.create_service_account("sa-rotation", "beta").await;
+    env.grant("sa-rotation-alpha", service_account("sa-rotation", "alpha"), &["list"], &["namespaces"]).await;
+    env.grant("sa-rotation-beta", service_account("sa-rotation", "beta"), &["list"], &["namespaces", "pods"]).await;
+    let alpha = env.service_account_token("sa-rotation", "alpha").await;
+    let beta = env.service_account_token("sa-rotation", "beta").await;
+
+    // The pod's view: /var/run/secrets/kubernetes.io/serviceaccount, here a temp dir.
+    let mount = tempfile::tempdir().unwrap();
+    std::fs::write(mount.path().join("ca.crt"), env.ca().cert_pem()).unwrap();
+    std::fs::write(mount.path().join("token"), &alpha).unwrap();
+    let provider = ServiceAccountProvider::with_token_dir(mount.path());
+    let port = env.url().rsplit(':').next().unwrap().to_owned();
+    let cluster = provider
+        .in_cluster_details("in-cluster", |name| match name {
+            "KUBERNETES_SERVICE_HOST" => Some("127.0.0.1".into()),
+            "KUBERNETES_SERVICE_PORT" => Some(port.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let mut registry = Registry::with_defaults();
+    registry.replace_server_side("serviceAccount", provider).unwrap();
+    let client = registry.kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    let pods = || kube::Api::<Pod>::all(client.clone());
+
+    assert!(namespaces(client.clone()).await.is_ok());
+    assert_eq!(status_code(&pods().list(&Default::default()).await.unwrap_err()), Some(403), "alpha may not list pods");
+
+    // The kubelet's rotation: a new file swapped in atomically.
+    std::fs::write(mount.path().join("token.new"), &beta).unwrap();
+    std::fs::rename(mount.path().join("token.new"), mount.path().join("token")).unwrap();
+    pods().list(&Default::default()).await.expect("the same client now sends beta's token");
+}
