@@ -63,8 +63,7 @@ if [ ! -x "$bin/kube-apiserver" ]; then
   rm -rf vendor/github.com/modern-go/reflect2
   cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
   rm -f vendor/github.com/modern-go/reflect2/go.mod
-  export GOPATH=$PWD/.go CGO_ENABLED=0 GOFLAGS=-mod=vendor GO111MODULE=off
-  unset GOFLAGS GO111MODULE
+  export GOPATH=$PWD/.go CGO_ENABLED=0
   mkdir -p .go/src/k8s.io
   ln -sfn ../../.. .go/src/k8s.io/kubernetes
   make WHAT=cmd/kube-apiserver >&2

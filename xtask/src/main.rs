@@ -1,1 +1,159 @@
-fn main() {}
+//! Project tasks.
+//!
+//! - `cargo xtask test [-- ARGS]`: provides the test environment (kube-apiserver, etcd, kubectl), then runs
+//!   every test of the workspace inside a loopback-only network namespace; ARGS go to `cargo test`.
+//! - `cargo xtask envtest`: provides the test environment only, and prints where it is.
+//! - `cargo xtask schema [--check]`: writes `docs/config.schema.json` (or checks that it is current).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("envtest") => envtest().map(|dir| println!("{}", dir.display())),
+        Some("schema") => schema(args.iter().any(|a| a == "--check")),
+        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check]".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_owned()
+}
+
+fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("kubeauth").join("envtest")
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let shown = format!("{command:?}");
+    let status = command.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{shown} failed ({status})")) }
+}
+
+/// The folder holding kube-apiserver, etcd and kubectl: `KUBEBUILDER_ASSETS` if it has all three, else the
+/// cache, filled once per machine by `xtask/scripts/provision-envtest.sh`.
+fn envtest() -> Result<PathBuf, String> {
+    let complete = |dir: &Path| ["kube-apiserver", "etcd", "kubectl"].iter().all(|b| dir.join(b).is_file());
+    if let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from) {
+        if complete(&assets) {
+            return Ok(assets);
+        }
+        eprintln!("xtask: KUBEBUILDER_ASSETS ({}) lacks kube-apiserver, etcd or kubectl; using the cache", assets.display());
+    }
+    let cache = cache_dir();
+    let started = Instant::now();
+    run(Command::new("bash").arg(root().join("xtask/scripts/provision-envtest.sh")).arg(&cache))
+        .map_err(|e| format!("{e}\nthe end-to-end tests need kube-apiserver, etcd and kubectl; see the messages above"))?;
+    if started.elapsed() > Duration::from_secs(5) {
+        eprintln!("xtask: test environment ready in {:.0?}", started.elapsed());
+    }
+    Ok(cache.join("bin"))
+}
+
+/// Environment for every test process: the binaries, and every cloud SDK's metadata endpoint pointed at
+/// nothing, so no credential chain probes a real one even outside the network namespace.
+fn test_env(command: &mut Command, bin: &Path) {
+    command
+        .env("KUBEAUTH_ENVTEST_BIN", bin)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("GCE_METADATA_HOST", "127.0.0.1:9")
+        .env("GCE_METADATA_IP", "127.0.0.1:9")
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
+        .env_remove("AWS_PROFILE")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+}
+
+fn loopback_namespace_works() -> bool {
+    Command::new("unshare")
+        .args(["-n", "--", "sh", "-c", "ip link set lo up"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn test(args: &[String]) -> Result<(), String> {
+    let bin = envtest()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let extra: Vec<String> = args.iter().skip_while(|a| *a == "--").cloned().collect();
+
+    // Build first, with the registries reachable; the tests then run offline.
+    run(Command::new(&cargo).current_dir(root()).args(["test", "--workspace", "--locked", "--no-run"]))?;
+
+    let mut command = if loopback_namespace_works() {
+        let mut c = Command::new("unshare");
+        c.args(["-n", "--", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh"]);
+        c.arg(&cargo);
+        c
+    } else {
+        eprintln!(
+            "xtask: warning: cannot make a loopback-only network namespace (unshare -n needs root or user namespaces); \
+             running the tests with the host's network"
+        );
+        Command::new(&cargo)
+    };
+    command.current_dir(root()).args(["test", "--workspace", "--locked", "--offline"]).args(&extra);
+    test_env(&mut command, &bin);
+    let result = run(&mut command);
+    let leftovers = leftover_processes(&bin);
+    result?;
+    leftovers
+}
+
+/// Fails if any process of the test environment outlived the tests (after giving supervisors a moment).
+fn leftover_processes(bin: &Path) -> Result<(), String> {
+    let marker = bin.to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_mentioning(&marker);
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new("pkill").args(["-KILL", "-f", &marker]).status();
+            return Err(format!("processes of the test environment were left behind (now killed):\n{}", left.join("\n")));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn processes_mentioning(marker: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let me = std::process::id().to_string();
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) && e.file_name() != me.as_str())
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(marker).then(|| format!("{} {}", e.file_name().to_string_lossy(), cmdline.trim()))
+        })
+        .collect()
+}
+
+fn schema(check: bool) -> Result<(), String> {
+    let path = root().join("docs/config.schema.json");
+    let text = kubeauth_cluster_locator::config_schema_text();
+    if check {
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current != text {
+            return Err(format!("{} is stale: run `cargo xtask schema`", path.display()));
+        }
+        return Ok(());
+    }
+    std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

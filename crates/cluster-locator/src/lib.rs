@@ -54,7 +54,15 @@ kubernetes:
     - type: localKubectlProxy
 ";
 
-/// The JSON Schema of an app-config.yaml's `kubernetes` section as kubeauth reads it.
+/// The JSON Schema of an app-config.yaml's `kubernetes` section as kubeauth reads it. Secret fields carry
+/// `"writeOnly": true`.
 pub fn config_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(AppConfig)).unwrap_or_default()
+}
+
+/// [`config_schema`] as the text of `docs/config.schema.json`.
+pub fn config_schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&config_schema()).unwrap_or_default();
+    text.push('\n');
+    text
 }

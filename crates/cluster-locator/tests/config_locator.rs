@@ -261,3 +261,22 @@ async fn show_messages() {
         println!("{}", error_of(&yaml).await);
     }
 }
+
+#[test]
+fn the_committed_json_schema_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.schema.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == kubeauth_cluster_locator::config_schema_text(),
+        "docs/config.schema.json is stale: run `cargo xtask schema`"
+    );
+}
+
+#[test]
+fn the_json_schema_marks_secret_fields() {
+    let schema = kubeauth_cluster_locator::config_schema();
+    let cluster = &schema["$defs"]["ClusterConfig"]["properties"];
+    assert_eq!(cluster["serviceAccountToken"]["writeOnly"], true, "{cluster}");
+    assert_eq!(cluster["authMetadata"]["writeOnly"], true);
+    assert!(cluster["url"].get("writeOnly").is_none());
+}

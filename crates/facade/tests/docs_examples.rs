@@ -1,0 +1,78 @@
+//! Every config example in docs/ parses, and (unless marked parse-only) locates and validates.
+
+use std::path::{Path, PathBuf};
+
+use kubeauth::{AppConfig, CombinedLocator, Registry, ResolveContext};
+use kubeauth_testkit::pki::TestCa;
+
+/// Providers that docs mention but that this build does not have yet.
+const NOT_BUILT: &[&str] = &["aws", "azure", "googleServiceAccount"];
+
+struct Example {
+    page: PathBuf,
+    yaml: String,
+    parse_only: bool,
+}
+
+fn examples() -> Vec<Example> {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let mut pages = Vec::new();
+    let mut dirs = vec![docs];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                pages.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("```yaml\n") {
+            let before = &rest[..start];
+            let parse_only = before.trim_end().ends_with("-->") && before.rfind("<!-- example: parse-only").is_some_and(|i| !before[i..].contains("```"));
+            let body = &rest[start + 8..];
+            let end = body.find("```").unwrap();
+            out.push(Example { page: page.clone(), yaml: body[..end].to_owned(), parse_only });
+            rest = &body[end + 3..];
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_docs_config_example_is_valid() {
+    let examples = examples();
+    assert!(examples.len() >= 8, "found only {} examples", examples.len());
+    let ca = TestCa::new("docs").ca_data();
+    let env = move |name: &str| match name {
+        n if n.ends_with("CA_DATA") => Some(ca.clone()),
+        n if n.ends_with("_HOST") => Some("10.0.0.1".to_owned()),
+        n if n.ends_with("_PORT") => Some("443".to_owned()),
+        n if n.ends_with("_TOKEN") => Some("a-token".to_owned()),
+        _ => None,
+    };
+    let registry = Registry::with_defaults();
+    for example in examples {
+        let page = example.page.display().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("certs")).unwrap();
+        std::fs::write(dir.path().join("certs/staging-ca.crt"), TestCa::new("staging").cert_pem()).unwrap();
+        let file = dir.path().join("app-config.yaml");
+        std::fs::write(&file, &example.yaml).unwrap();
+        let config = AppConfig::from_file(&file).unwrap_or_else(|e| panic!("{page}: {e}"));
+        if example.parse_only {
+            continue;
+        }
+        let locator = CombinedLocator::from_config(&config, &ResolveContext::new(env.clone()))
+            .unwrap_or_else(|e| panic!("{page}: {e}"));
+        let clusters = locator.clusters().await.unwrap_or_else(|e| panic!("{page}: {e}"));
+        for cluster in clusters.iter().filter(|c| !NOT_BUILT.contains(&c.auth_provider().unwrap_or_default())) {
+            registry.validate(cluster).unwrap_or_else(|e| panic!("{page}: {e}"));
+        }
+    }
+}
