@@ -2,6 +2,7 @@
 
 mod custom_provider;
 mod local_kubectl_proxy;
+mod server;
 mod service_account;
 mod tls;
 

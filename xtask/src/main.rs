@@ -52,12 +52,16 @@ fn envtest() -> Result<PathBuf, String> {
         if complete(&assets) {
             return Ok(assets);
         }
-        eprintln!("xtask: KUBEBUILDER_ASSETS ({}) lacks kube-apiserver, etcd or kubectl; using the cache", assets.display());
+        eprintln!(
+            "xtask: KUBEBUILDER_ASSETS ({}) lacks kube-apiserver, etcd or kubectl; using the cache",
+            assets.display()
+        );
     }
     let cache = cache_dir();
     let started = Instant::now();
-    run(Command::new("bash").arg(root().join("xtask/scripts/provision-envtest.sh")).arg(&cache))
-        .map_err(|e| format!("{e}\nthe end-to-end tests need kube-apiserver, etcd and kubectl; see the messages above"))?;
+    run(Command::new("bash").arg(root().join("xtask/scripts/provision-envtest.sh")).arg(&cache)).map_err(|e| {
+        format!("{e}\nthe end-to-end tests need kube-apiserver, etcd and kubectl; see the messages above")
+    })?;
     if started.elapsed() > Duration::from_secs(5) {
         eprintln!("xtask: test environment ready in {:.0?}", started.elapsed());
     }
@@ -123,7 +127,10 @@ fn leftover_processes(bin: &Path) -> Result<(), String> {
         }
         if Instant::now() > deadline {
             let _ = Command::new("pkill").args(["-KILL", "-f", &marker]).status();
-            return Err(format!("processes of the test environment were left behind (now killed):\n{}", left.join("\n")));
+            return Err(format!(
+                "processes of the test environment were left behind (now killed):\n{}",
+                left.join("\n")
+            ));
         }
         std::thread::sleep(Duration::from_millis(200));
     }

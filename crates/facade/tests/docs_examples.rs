@@ -34,7 +34,8 @@ fn examples() -> Vec<Example> {
         let mut rest = text.as_str();
         while let Some(start) = rest.find("```yaml\n") {
             let before = &rest[..start];
-            let parse_only = before.trim_end().ends_with("-->") && before.rfind("<!-- example: parse-only").is_some_and(|i| !before[i..].contains("```"));
+            let parse_only = before.trim_end().ends_with("-->")
+                && before.rfind("<!-- example: parse-only").is_some_and(|i| !before[i..].contains("```"));
             let body = &rest[start + 8..];
             let end = body.find("```").unwrap();
             out.push(Example { page: page.clone(), yaml: body[..end].to_owned(), parse_only });

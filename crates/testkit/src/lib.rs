@@ -9,6 +9,7 @@
 
 mod binaries;
 mod cluster;
+pub mod http;
 pub mod pki;
 mod process;
 mod webhook;

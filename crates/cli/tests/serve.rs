@@ -1,0 +1,177 @@
+//! `kubeauth serve`, the binary, as a user runs it.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kubeauth_testkit::{Supervised, TestCluster, free_port, http};
+
+const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
+
+/// `kubeauth ARGS` in `dir`, with no config from the environment; its output once it exits.
+fn kubeauth(dir: &Path, args: &[&str]) -> Output {
+    Command::new(KUBEAUTH).args(args).current_dir(dir).env_remove("KUBEAUTH_CONFIG").output().expect("run kubeauth")
+}
+
+/// A running `kubeauth serve`, killed on drop.
+struct Serving {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(dir: &Path, extra: &[&str]) -> Serving {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(KUBEAUTH)
+        .args(["serve", "--listen", &addr])
+        .args(extra)
+        .current_dir(dir)
+        .env_remove("KUBEAUTH_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kubeauth serve");
+    let mut serving = Serving { child, addr };
+    let started = Instant::now();
+    while http::get(&serving.addr, "/healthz", &[]).await.is_err() {
+        if let Ok(Some(status)) = serving.child.try_wait() {
+            panic!("kubeauth serve exited with {status}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "kubeauth serve did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serving
+}
+
+#[tokio::test]
+async fn the_embedded_default_serves_the_cluster_behind_kubectl_proxy() {
+    let env = TestCluster::shared();
+    // kubectl proxy on its default port, as a user starts it.
+    let scratch = tempfile::tempdir().unwrap().keep();
+    std::fs::write(scratch.join("kubeconfig"), env.kubeconfig_with_token(env.admin_token())).unwrap();
+    let _proxy = Supervised::start(
+        "kubectl proxy",
+        &env.binaries().kubectl,
+        &["proxy".into(), format!("--kubeconfig={}", scratch.join("kubeconfig").display())],
+        &scratch.join("proxy.log"),
+        Some(&scratch),
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect("127.0.0.1:8001").is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "kubectl proxy did not listen on 8001");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let cwd = tempfile::tempdir().unwrap();
+    let server = serve(cwd.path(), &[]).await;
+    let clusters = http::get(&server.addr, "/api/kubernetes/clusters", &[]).await.unwrap();
+    assert_eq!(clusters.status, 200);
+    assert_eq!(clusters.json(), serde_json::json!({"items": [{"name": "local", "authProvider": "localKubectlProxy"}]}));
+
+    let namespaces = http::get(
+        &server.addr,
+        "/api/kubernetes/proxy/api/v1/namespaces",
+        &[("Backstage-Kubernetes-Cluster", "local")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(namespaces.status, 200, "{}", namespaces.text());
+    let names: Vec<String> = namespaces.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"kube-system".to_owned()), "{names:?}");
+
+    let unknown =
+        http::get(&server.addr, "/api/kubernetes/proxy/api/v1/namespaces", &[("Backstage-Kubernetes-Cluster", "nope")])
+            .await
+            .unwrap();
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["message"], "Cluster 'nope' not found");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_gracefully() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut server = serve(cwd.path(), &[]).await;
+    Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_config_error_exits_2_and_names_the_file_line_cluster_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: prod\n          authProvider: serviceAccount\n          serviceAccountToken: t\n",
+    )
+    .unwrap();
+    let out = kubeauth(dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "kubeauth: app-config.yaml: clusterLocatorMethods[0] (config), cluster 'prod' (line 5): url: missing"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_auth_provider_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clusters.yaml");
+    std::fs::write(
+        &file,
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: prod\n          url: https://10.0.0.1\n          authProvider: kerberos\n",
+    )
+    .unwrap();
+    let out = kubeauth(dir.path(), &["serve", "--config", file.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid cluster 'prod': authProvider: \"kerberos\" has no authentication provider"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kubeauth(dir.path(), &["serve", "--config", "absent.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file `absent.yaml`"));
+}
+
+#[test]
+fn listening_beyond_loopback_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kubeauth(dir.path(), &["serve", "--listen", "0.0.0.0:7007"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to listen on 0.0.0.0:7007"));
+}
+
+#[test]
+fn usage_errors_exit_2_and_every_subcommand_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(kubeauth(dir.path(), &["serve", "--listen", "not-an-address"]).status.code(), Some(2));
+    let help = kubeauth(dir.path(), &["serve", "--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--listen"));
+}

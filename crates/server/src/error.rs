@@ -1,0 +1,69 @@
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Why the server could not answer a request itself; sent as a Kubernetes-style `Status` object.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The request names no cluster and there are several.
+    #[error("the Backstage-Kubernetes-Cluster header is required: {0} clusters are configured")]
+    ClusterHeaderRequired(usize),
+    /// The request names a cluster that was not located.
+    #[error("Cluster '{0}' not found")]
+    ClusterNotFound(String),
+    /// The clusters could not be located.
+    #[error(transparent)]
+    Locator(#[from] kubeauth::LocatorError),
+    /// No credential for the cluster, or no client.
+    #[error(transparent)]
+    Facade(#[from] kubeauth::Error),
+    /// The API server could not be reached (TLS, connection).
+    #[error("cluster '{cluster}': the API server could not be reached: {message}")]
+    Upstream {
+        /// The cluster.
+        cluster: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The request body is larger than the proxy takes.
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+}
+
+impl ServerError {
+    fn status(&self) -> StatusCode {
+        use kubeauth::core::Error as Auth;
+        match self {
+            Self::ClusterHeaderRequired(_) => StatusCode::BAD_REQUEST,
+            Self::ClusterNotFound(_) => StatusCode::NOT_FOUND,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Locator(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Facade(kubeauth::Error::Auth(Auth::MissingUserToken { .. })) => StatusCode::UNAUTHORIZED,
+            Self::Facade(kubeauth::Error::Auth(
+                Auth::InvalidCluster { .. } | Auth::Config { .. } | Auth::UnknownAuthProvider { .. },
+            )) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Facade(_) | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = kubeauth::report(&self);
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %message, "request failed");
+        }
+        let body = serde_json::json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": status.canonical_reason().unwrap_or_default().replace(' ', ""),
+            "code": status.as_u16(),
+        });
+        (status, Json(body)).into_response()
+    }
+}

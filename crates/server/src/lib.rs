@@ -1,0 +1,40 @@
+//! A Backstage-compatible authenticating Kubernetes backend, as an axum [`Router`](axum::Router) to embed in a
+//! Rust service, or to run with `kubeauth serve`.
+//!
+//! Endpoints (prefix `/api/kubernetes`, as Backstage's kubernetes backend):
+//! - `GET /clusters`: the located clusters, with their auth provider;
+//! - `ANY /proxy/{path}`: the request, authenticated for the cluster named by the `Backstage-Kubernetes-Cluster`
+//!   header (or the only cluster), forwarded to its API server; the signed-in user's tokens travel in
+//!   `Backstage-Kubernetes-Authorization-<provider>[-<sub>]` headers;
+//! - `GET /healthz`, `GET /readyz`.
+//!
+//! Only located clusters are reachable: no URL from a request ever becomes an upstream. Every credential goes
+//! through the facade's credential layer.
+
+mod error;
+mod headers;
+mod proxy;
+mod state;
+
+use axum::Router;
+use axum::routing::{any, get};
+
+pub use error::ServerError;
+pub use headers::request_auth_from_headers;
+pub use state::KubeauthServer;
+
+/// The listen address of `kubeauth serve` when none is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7007";
+
+impl KubeauthServer {
+    /// The routes, ready to serve or to nest in a larger application.
+    pub fn router(self) -> Router {
+        let state = std::sync::Arc::new(self);
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(state::readyz))
+            .route("/api/kubernetes/clusters", get(state::clusters))
+            .route("/api/kubernetes/proxy/{*path}", any(proxy::proxy))
+            .with_state(state)
+    }
+}

@@ -1,0 +1,141 @@
+//! The server's proxy against the real API server, embedded in-process as a user of the crate would.
+
+use kubeauth::{AppConfig, CombinedLocator, Registry, ResolveContext};
+use kubeauth_server::KubeauthServer;
+use kubeauth_testkit::{TestCluster, http, service_account};
+
+/// Serves `yaml`'s clusters on a loopback port; returns the address.
+async fn serve(yaml: &str) -> String {
+    let config = AppConfig::from_yaml_str(yaml, None).unwrap();
+    let locator = CombinedLocator::from_config(&config, &ResolveContext::new(|_| None)).unwrap();
+    let server = KubeauthServer::new(Registry::with_defaults(), locator);
+    server.check().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, server.router()).await });
+    addr
+}
+
+fn cluster_yaml(env: &TestCluster, name: &str, rest: &str) -> String {
+    format!("        - name: {name}\n          url: {}\n          caData: {}\n{rest}", env.url(), env.ca().ca_data())
+}
+
+fn config(clusters: &[String]) -> String {
+    format!("kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{}", clusters.concat())
+}
+
+#[tokio::test]
+async fn one_bad_cluster_does_not_affect_the_good_one() {
+    let env = TestCluster::shared();
+    env.create_service_account("proxy-e2e", "reader").await;
+    env.grant("proxy-e2e-reader", service_account("proxy-e2e", "reader"), &["list", "get"], &["namespaces"]).await;
+    let token = env.service_account_token("proxy-e2e", "reader").await;
+    let addr = serve(&config(&[
+        cluster_yaml(
+            env,
+            "good",
+            &format!("          authProvider: serviceAccount\n          serviceAccountToken: {token}\n"),
+        ),
+        cluster_yaml(
+            env,
+            "bad",
+            "          authProvider: serviceAccount\n          serviceAccountToken: wrong-token\n",
+        ),
+    ]))
+    .await;
+
+    let good = http::get(
+        &addr,
+        "/api/kubernetes/proxy/api/v1/namespaces/proxy-e2e",
+        &[("Backstage-Kubernetes-Cluster", "good")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(good.status, 200, "{}", good.text());
+    assert_eq!(good.json()["metadata"]["name"], "proxy-e2e");
+
+    let bad = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces", &[("Backstage-Kubernetes-Cluster", "bad")])
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 401);
+    assert_eq!(bad.json()["kind"], "Status", "the API server's own Status: {}", bad.text());
+
+    let neither = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces", &[]).await.unwrap();
+    assert_eq!(neither.status, 400, "{}", neither.text());
+}
+
+#[tokio::test]
+async fn the_callers_own_authorization_is_never_forwarded() {
+    let env = TestCluster::shared();
+    env.create_service_account("proxy-e2e", "narrow").await;
+    env.grant("proxy-e2e-narrow", service_account("proxy-e2e", "narrow"), &["list"], &["namespaces"]).await;
+    let token = env.service_account_token("proxy-e2e", "narrow").await;
+    let addr = serve(&config(&[cluster_yaml(
+        env,
+        "narrow",
+        &format!("          authProvider: serviceAccount\n          serviceAccountToken: {token}\n"),
+    )]))
+    .await;
+    // An admin token from the caller must not widen what the server's identity may do.
+    let admin = format!("Bearer {}", env.admin_token());
+    let pods = http::get(&addr, "/api/kubernetes/proxy/api/v1/pods", &[("Authorization", &admin)]).await.unwrap();
+    assert_eq!(pods.status, 403, "{}", pods.text());
+}
+
+#[tokio::test]
+async fn a_post_goes_through_with_its_body() {
+    let env = TestCluster::shared();
+    env.create_namespace("proxy-post").await;
+    let addr = serve(&config(&[cluster_yaml(
+        env,
+        "admin",
+        &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
+    )]))
+    .await;
+    let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"from-proxy"},"data":{"k":"v"}}"#;
+    let created = http::request(
+        &addr,
+        "POST",
+        "/api/kubernetes/proxy/api/v1/namespaces/proxy-post/configmaps",
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    let read = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces/proxy-post/configmaps/from-proxy", &[])
+        .await
+        .unwrap();
+    assert_eq!(read.json()["data"]["k"], "v");
+}
+
+#[tokio::test]
+async fn a_client_side_token_travels_in_its_provider_header() {
+    let env = TestCluster::shared();
+    env.create_service_account("proxy-e2e", "user").await;
+    env.grant("proxy-e2e-user", service_account("proxy-e2e", "user"), &["list"], &["namespaces"]).await;
+    // The oidc provider sends the user's token as it is; a real service-account token stands in for an ID token.
+    let user_token = env.service_account_token("proxy-e2e", "user").await;
+    let addr = serve(&config(&[cluster_yaml(
+        env,
+        "oidc",
+        "          authProvider: oidc\n          oidcTokenProvider: okta\n",
+    )]))
+    .await;
+
+    let with = http::get(
+        &addr,
+        "/api/kubernetes/proxy/api/v1/namespaces",
+        &[("Backstage-Kubernetes-Authorization-oidc-okta", &user_token)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(with.status, 200, "{}", with.text());
+
+    let without = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces", &[]).await.unwrap();
+    assert_eq!(without.status, 401);
+    assert!(without.json()["message"].as_str().unwrap().contains("`auth.oidc.okta`"), "{}", without.text());
+
+    let clusters = http::get(&addr, "/api/kubernetes/clusters", &[]).await.unwrap().json();
+    assert_eq!(clusters["items"][0]["oidcTokenProvider"], "okta");
+}
