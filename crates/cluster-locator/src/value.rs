@@ -7,12 +7,15 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
+/// Looks up an environment variable.
+type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// Where `${VAR}`, `$env` and `$file` values come from: the environment and the config file's folder.
 ///
 /// Tests pass a closure instead of the process environment.
 #[derive(Clone)]
 pub struct ResolveContext {
-    env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: Arc<EnvLookup>,
     base_dir: PathBuf,
 }
 
@@ -114,10 +117,9 @@ fn substitute(text: &str, ctx: &ResolveContext) -> Result<String, String> {
 }
 
 fn truncate(text: &str) -> Cow<'_, str> {
-    if text.len() > 40 {
-        Cow::Owned(format!("{}…", &text[..text.floor_char_boundary(40)]))
-    } else {
-        Cow::Borrowed(text)
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
+        None => Cow::Borrowed(text),
     }
 }
 
