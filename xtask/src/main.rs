@@ -110,10 +110,51 @@ fn test(args: &[String]) -> Result<(), String> {
     };
     command.current_dir(root()).args(["test", "--workspace", "--locked", "--offline"]).args(&extra);
     test_env(&mut command, &bin);
-    let result = run(&mut command);
+    let result = run_counting(&mut command);
     let leftovers = leftover_processes(&bin);
-    result?;
-    leftovers
+    let totals = result?;
+    leftovers?;
+    // One closing line for the whole run (cargo's own last line is that of the last crate's doc tests).
+    println!("tests: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    if totals.passed == 0 {
+        return Err("no test ran".into());
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs `cargo test`, passing its output through, and adds up its `test result:` lines.
+fn run_counting(command: &mut Command) -> Result<Totals, String> {
+    use std::io::BufRead as _;
+    let shown = format!("{command:?}");
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let mut totals = Totals::default();
+    if let Some(stdout) = child.stdout.take() {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |word: &str| -> u64 {
+                    rest.split([';', '.'])
+                        .find_map(|part| part.trim().strip_suffix(word).and_then(|n| n.trim().parse().ok()))
+                        .unwrap_or(0)
+                };
+                totals.passed += count("passed");
+                totals.failed += count("failed");
+                totals.ignored += count("ignored");
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{shown}: {e}"))?;
+    if status.success() { Ok(totals) } else { Err(format!("{shown} failed ({status})")) }
 }
 
 /// Fails if any process of the test environment outlived the tests (after giving supervisors a moment).

@@ -250,18 +250,6 @@ fn unrelated_top_level_keys_and_empty_files_are_fine() {
     assert!(AppConfig::from_yaml_str("", None).unwrap().kubernetes.cluster_locator_methods.is_empty());
 }
 
-#[tokio::test]
-#[ignore = "prints messages for a human to read"]
-async fn show_messages() {
-    for yaml in [
-        one_cluster("url: https://x\nauthProvider: aws\nskipTlsVerify: true"),
-        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters: [\n".into(),
-        one_cluster("url: [a, b]\nauthProvider: aws"),
-    ] {
-        println!("{}", error_of(&yaml).await);
-    }
-}
-
 #[test]
 fn the_committed_json_schema_is_current() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.schema.json");
