@@ -4,6 +4,8 @@
 //!   every test of the workspace inside a loopback-only network namespace; ARGS go to `cargo test`.
 //! - `cargo xtask envtest`: provides the test environment only, and prints where it is.
 //! - `cargo xtask schema [--check]`: writes `docs/config.schema.json` (or checks that it is current).
+//! - `cargo xtask bench [--runs N]`: benchmarks of whole `kubeauth` processes (release build), written to
+//!   `target/bench/report.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -15,7 +17,8 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("envtest") => envtest().map(|dir| println!("{}", dir.display())),
         Some("schema") => schema(args.iter().any(|a| a == "--check")),
-        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check]".into()),
+        Some("bench") => bench(&args[1..]),
+        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check] | bench [--runs N]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,10 +136,8 @@ struct Totals {
 fn run_counting(command: &mut Command) -> Result<Totals, String> {
     use std::io::BufRead as _;
     let shown = format!("{command:?}");
-    let mut child = command
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let mut child =
+        command.stdout(std::process::Stdio::piped()).spawn().map_err(|e| format!("cannot run {shown}: {e}"))?;
     let mut totals = Totals::default();
     if let Some(stdout) = child.stdout.take() {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -203,5 +204,68 @@ fn schema(check: bool) -> Result<(), String> {
     }
     std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Times whole `kubeauth` processes, as kubectl starts them: each run is one process from exec to exit.
+fn bench(args: &[String]) -> Result<(), String> {
+    let runs: usize = match args.iter().position(|a| a == "--runs") {
+        Some(i) => args.get(i + 1).and_then(|n| n.parse().ok()).ok_or("--runs takes a number")?,
+        None => 200,
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(&cargo).current_dir(root()).args(["build", "--release", "--locked", "-p", "kubeauth-cli"]))?;
+    let kubeauth = root().join("target/release/kubeauth");
+
+    let scratch = std::env::temp_dir().join(format!("kubeauth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let config = scratch.join("app-config.yaml");
+    // The API server is never contacted: `kubeauth token` only produces the credential.
+    std::fs::write(
+        &config,
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: bench\n          url: https://127.0.0.1:6443\n          authProvider: serviceAccount\n          serviceAccountToken: bench-token\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let exec_info =
+        r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#;
+    let once = || -> Result<Duration, String> {
+        let started = Instant::now();
+        let out = Command::new(&kubeauth)
+            .args(["token", "--cluster", "bench", "--config"])
+            .arg(&config)
+            .env("KUBERNETES_EXEC_INFO", exec_info)
+            .env("KUBEAUTH_CACHE_DIR", scratch.join("cache"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        let elapsed = started.elapsed();
+        if !out.status.success() {
+            return Err(format!("kubeauth token failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(elapsed)
+    };
+    for _ in 0..10 {
+        once()?;
+    }
+    let mut samples = (0..runs).map(|_| once()).collect::<Result<Vec<_>, _>>()?;
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    let row = format!(
+        "| `kubeauth token` (serviceAccount cluster, no network) | {runs} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+        ms(samples[0]),
+        ms(pick(0.5)),
+        ms(pick(0.9)),
+        ms(pick(0.99))
+    );
+    let report = format!(
+        "# kubeauth benchmarks\n\nWhole processes, release build, {} cores; each run is one process from exec to exit, as kubectl runs its exec plugin.\n\n| benchmark | runs | min | median | p90 | p99 |\n|---|---|---|---|---|---|\n{row}\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let out_dir = root().join("target/bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    std::fs::write(out_dir.join("report.md"), &report).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    print!("{report}");
+    println!("\nwritten to {}", out_dir.join("report.md").display());
     Ok(())
 }

@@ -1,12 +1,26 @@
 //! The `kubeauth` command.
+//!
+//! Exit codes: 0 success, 1 a failure at run time (a provider, a cluster, the network), 2 a wrong config or
+//! wrong usage.
+
+mod clusters;
+mod context;
+mod doctor;
+mod exec_credential;
+mod failure;
+mod kubeconfig;
+mod serve;
+mod table;
+mod token;
+mod token_cache;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use kubeauth::{AppConfig, CombinedLocator, Registry, ResolveContext};
-use kubeauth_server::KubeauthServer;
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
+
+use crate::failure::Failure;
 
 /// Kubernetes authentication for every cluster.
 #[derive(Debug, Parser)]
@@ -17,7 +31,7 @@ struct Cli {
     #[arg(long, global = true, env = "KUBEAUTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
+    /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
@@ -25,20 +39,64 @@ struct Cli {
     command: Command,
 }
 
+/// How a listing is printed.
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+enum OutputFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the Backstage-compatible Kubernetes API: cluster list and authenticating proxy.
+    /// List the located clusters: title, URL, auth provider, TLS mode and configuration problems.
+    Clusters {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Check each cluster: credential, API server reachable, identity, permission to list namespaces.
+    Doctor {
+        /// Only this cluster.
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: OutputFormat,
+        /// Give up on a cluster after this many seconds.
+        #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+        timeout: u64,
+    },
+    /// Print an ExecCredential for a cluster: the kubectl exec-credential plugin.
+    Token {
+        /// The cluster.
+        #[arg(long, value_name = "NAME")]
+        cluster: String,
+    },
+    /// Write a kubeconfig whose users run `kubeauth token` for the located clusters.
+    Kubeconfig {
+        /// Only this cluster.
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
+        /// Write to this file (mode 0600) instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Serve the Backstage-compatible Kubernetes API: the cluster list and the authenticating proxy.
     Serve {
         /// Where to listen (a loopback address).
         #[arg(long, default_value = kubeauth_server::DEFAULT_LISTEN, value_name = "ADDR")]
         listen: SocketAddr,
     },
-}
-
-/// A failure, and the exit code it gets: 2 for a wrong config or usage, 1 for anything at run time.
-enum Failure {
-    Config(String),
-    Runtime(String),
+    /// Print the JSON Schema of the config.
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,26 +104,18 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => return fail(Failure::Runtime(format!("cannot start the async runtime: {e}"))),
+        Err(e) => return failure::exit(Failure::Runtime(format!("cannot start the async runtime: {e}"))),
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => fail(failure),
+        Ok(code) => code,
+        Err(failure) => failure::exit(failure),
     }
-}
-
-fn fail(failure: Failure) -> ExitCode {
-    let (message, code) = match failure {
-        Failure::Config(m) => (m, 2),
-        Failure::Runtime(m) => (m, 1),
-    };
-    eprintln!("kubeauth: {message}");
-    ExitCode::from(code)
 }
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "info",
+        // kube-client logs every failed connection at error level; the commands report those themselves.
+        0 => "warn,kube_client=off,kubeauth=info,kubeauth_server=info",
         1 => "debug",
         _ => "trace",
     };
@@ -74,67 +124,21 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-/// The config, from the first of: `--config`, `$KUBEAUTH_CONFIG`, `./app-config.yaml`, the embedded default.
-fn load_config(explicit: Option<&Path>) -> Result<AppConfig, Failure> {
-    let config_error = |e: kubeauth::LocatorError| Failure::Config(kubeauth::report(&e));
-    if let Some(path) = explicit {
-        return AppConfig::from_file(path).map_err(config_error);
-    }
-    let local = Path::new("app-config.yaml");
-    if local.is_file() {
-        tracing::info!("using ./app-config.yaml");
-        return AppConfig::from_file(local).map_err(config_error);
-    }
-    tracing::info!("no config given: using the embedded default (the localKubectlProxy locator)");
-    Ok(AppConfig::embedded_default())
-}
-
-async fn run(cli: Cli) -> Result<(), Failure> {
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let config = cli.config.as_deref();
     match cli.command {
-        Command::Serve { listen } => serve(cli.config.as_deref(), listen).await,
-    }
-}
-
-async fn serve(config: Option<&Path>, listen: SocketAddr) -> Result<(), Failure> {
-    if !listen.ip().is_loopback() {
-        return Err(Failure::Config(format!(
-            "refusing to listen on {listen}: the proxy authenticates with the server's own credentials and the API \
-             has no authentication of its callers yet; listen on a loopback address"
-        )));
-    }
-    let config = load_config(config)?;
-    let locator = CombinedLocator::from_config(&config, &ResolveContext::from_process_env())
-        .map_err(|e| Failure::Config(kubeauth::report(&e)))?;
-    let server = KubeauthServer::new(Registry::with_defaults(), locator);
-    let clusters = server.check().await.map_err(|e| Failure::Config(kubeauth::report(&e)))?;
-
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
-    let address = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
-    let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-    tracing::info!(clusters = ?names, "listening on http://{address}");
-    axum::serve(listener, server.router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Failure::Runtime(format!("server failed: {e}")))?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+        Command::Clusters { output } => clusters::run(config, output).await,
+        Command::Doctor { cluster, output, timeout } => doctor::run(config, cluster.as_deref(), output, timeout).await,
+        Command::Token { cluster } => token::run(config, &cluster).await,
+        Command::Kubeconfig { cluster, output } => kubeconfig::run(config, cluster.as_deref(), output.as_deref()).await,
+        Command::Serve { listen } => serve::run(config, listen).await,
+        Command::Schema => {
+            print!("{}", kubeauth::locator::config_schema_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kubeauth", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
         }
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

@@ -55,6 +55,16 @@ impl Registry {
     /// goes into the TLS settings: the client is marked valid until the certificate expires, after which a new
     /// client must be built.
     pub async fn kube_client(&self, cluster: &ClusterDetails, auth: &RequestAuth) -> Result<kube::Client, Error> {
+        self.connect(cluster, auth).await.map(|(client, _)| client)
+    }
+
+    /// Like [`kube_client`](Self::kube_client), also giving the credential it fetched first (for reports that
+    /// say what was obtained and until when, without a second fetch).
+    pub async fn connect(
+        &self,
+        cluster: &ClusterDetails,
+        auth: &RequestAuth,
+    ) -> Result<(kube::Client, Credential), Error> {
         self.validate(cluster)?;
         let (key, provider) = self.provider_for(cluster)?;
         let source = Arc::new(BoundProvider {
@@ -72,11 +82,12 @@ impl Registry {
             let at = at.duration_since(std::time::UNIX_EPOCH).ok()?;
             jiff::Timestamp::from_second(i64::try_from(at.as_secs()).ok()?).ok()
         });
-        Ok(match credential {
+        let client = match &credential {
             Credential::ClientCertificate { .. } => builder.with_valid_until(valid_until).build(),
             // The layer retries after a 401, so it needs a service it can call twice: a buffer makes kube's
             // boxed stack cloneable.
             _ => builder.with_layer(&tower::buffer::BufferLayer::new(1024)).with_layer(&layer).build(),
-        })
+        };
+        Ok((client, credential))
     }
 }

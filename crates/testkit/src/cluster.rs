@@ -379,3 +379,21 @@ fn readyz(config: &Arc<rustls::ClientConfig>, port: u16, token: &str) -> std::io
 pub fn service_account(namespace: &str, name: &str) -> Subject {
     Subject { kind: "ServiceAccount".into(), name: name.into(), api_group: None, namespace: Some(namespace.into()) }
 }
+
+impl TestCluster {
+    /// Binds the existing ClusterRole `cluster_role` (e.g. `system:auth-delegator`) to `subject`.
+    pub async fn bind(&self, name: &str, cluster_role: &str, subject: Subject) {
+        let binding = ClusterRoleBinding {
+            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "ClusterRole".into(),
+                name: cluster_role.into(),
+            },
+            subjects: Some(vec![subject]),
+        };
+        create_or_keep(
+            Api::<ClusterRoleBinding>::all(self.admin_client().await).create(&PostParams::default(), &binding).await,
+        );
+    }
+}

@@ -1,0 +1,69 @@
+use std::path::{Path, PathBuf};
+
+use kubeauth::{AppConfig, ClusterDetails, CombinedLocator, Registry, ResolveContext};
+
+use crate::failure::Failure;
+
+/// The config a command runs on, and where it came from.
+pub(crate) struct LoadedConfig {
+    pub(crate) config: AppConfig,
+    /// The file, absolute; `None` for the embedded default.
+    pub(crate) file: Option<PathBuf>,
+}
+
+/// The config, from the first of: `--config` (or `$KUBEAUTH_CONFIG`), `./app-config.yaml`, the embedded default.
+pub(crate) fn load_config(explicit: Option<&Path>) -> Result<LoadedConfig, Failure> {
+    let from_file = |path: &Path| {
+        let config = AppConfig::from_file(path).map_err(|e| Failure::config(&e))?;
+        Ok(LoadedConfig { config, file: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_owned())) })
+    };
+    if let Some(path) = explicit {
+        return from_file(path);
+    }
+    let local = Path::new("app-config.yaml");
+    if local.is_file() {
+        tracing::debug!("using ./app-config.yaml");
+        return from_file(local);
+    }
+    tracing::debug!("no config given: using the embedded default (the localKubectlProxy locator)");
+    Ok(LoadedConfig { config: AppConfig::embedded_default(), file: None })
+}
+
+/// The located clusters of a config. Locating failures are config failures (exit 2) for the methods that read
+/// only the config.
+pub(crate) async fn locate(config: &AppConfig) -> Result<Vec<ClusterDetails>, Failure> {
+    let locator =
+        CombinedLocator::from_config(config, &ResolveContext::from_process_env()).map_err(|e| Failure::config(&e))?;
+    locator.clusters().await.map_err(|e| Failure::config(&e))
+}
+
+/// The registry every command uses.
+pub(crate) fn registry() -> Registry {
+    Registry::with_defaults()
+}
+
+/// The cluster called `name`, or a usage failure that lists the names there are.
+pub(crate) fn find<'a>(clusters: &'a [ClusterDetails], name: &str) -> Result<&'a ClusterDetails, Failure> {
+    clusters.iter().find(|c| c.name == name).ok_or_else(|| {
+        let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+        Failure::Config(format!(
+            "no cluster named '{name}' (located: {})",
+            if names.is_empty() { "none".into() } else { names.join(", ") }
+        ))
+    })
+}
+
+/// How a cluster's API server certificate is checked, for listings.
+pub(crate) fn tls_mode(cluster: &ClusterDetails) -> &'static str {
+    if cluster.url.starts_with("http://") {
+        "none (http)"
+    } else if cluster.skip_tls_verify {
+        "skip verify"
+    } else if cluster.ca_data.is_some() {
+        "caData"
+    } else if cluster.ca_file.is_some() {
+        "caFile"
+    } else {
+        "system roots"
+    }
+}

@@ -1,0 +1,106 @@
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use kubeauth::{ClusterDetails, ProviderSide, Registry};
+use serde_json::json;
+
+use crate::context::{find, load_config, locate, registry};
+use crate::exec_credential::base64_pem;
+use crate::failure::Failure;
+
+/// `kubeauth kubeconfig`: a kubeconfig whose users run `kubeauth token` with the same config.
+pub(crate) async fn run(config: Option<&Path>, only: Option<&str>, output: Option<&Path>) -> Result<ExitCode, Failure> {
+    let loaded = load_config(config)?;
+    let clusters = locate(&loaded.config).await?;
+    let selected: Vec<&ClusterDetails> = match only {
+        Some(name) => vec![find(&clusters, name)?],
+        None => clusters.iter().collect(),
+    };
+    let registry = registry();
+    for cluster in &selected {
+        registry.validate(cluster).map_err(|e| Failure::config(&e))?;
+    }
+    let command =
+        std::env::current_exe().map_err(|e| Failure::Runtime(format!("cannot find the kubeauth executable: {e}")))?;
+    let document = kubeconfig(&selected, &registry, &command.to_string_lossy(), loaded.file.as_deref())?;
+    let text = serde_saphyr::to_string(&document).map_err(|e| Failure::Runtime(e.to_string()))?;
+    match output {
+        None => print!("{text}"),
+        Some(path) => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+            file.write_all(text.as_bytes())
+                .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kubeconfig(
+    clusters: &[&ClusterDetails],
+    registry: &Registry,
+    command: &str,
+    config_file: Option<&Path>,
+) -> Result<serde_json::Value, Failure> {
+    let mut kube_clusters = Vec::new();
+    let mut users = Vec::new();
+    let mut contexts = Vec::new();
+    for cluster in clusters {
+        let mut entry = serde_json::Map::new();
+        entry.insert("server".into(), cluster.url.clone().into());
+        if cluster.skip_tls_verify {
+            entry.insert("insecure-skip-tls-verify".into(), true.into());
+        } else if let Some(der) = cluster.ca_certificates_der().map_err(|e| Failure::config(&e))? {
+            let pem: String = der.iter().map(|d| pem_certificate(d)).collect();
+            entry.insert("certificate-authority-data".into(), base64_pem(&pem).into());
+        }
+        kube_clusters.push(json!({ "name": cluster.name, "cluster": entry }));
+
+        let user_name = format!("kubeauth-{}", cluster.name);
+        let user = match registry.provider_for(cluster).map(|(key, p)| (key, p.side())) {
+            // kubectl proxy adds its own credentials; there is nothing to exec.
+            Ok(("localKubectlProxy", _)) => json!({}),
+            Ok((_, side)) => {
+                let mut args = vec!["token".to_owned(), "--cluster".to_owned(), cluster.name.clone()];
+                if let Some(file) = config_file {
+                    args.push("--config".into());
+                    args.push(file.to_string_lossy().into_owned());
+                }
+                json!({ "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": command,
+                    "args": args,
+                    // Server-side providers never prompt; client-side ones may need the user to log in.
+                    "interactiveMode": if side == ProviderSide::Client { "IfAvailable" } else { "Never" },
+                    // `kubeauth token` finds the cluster in its own config.
+                    "provideClusterInfo": false,
+                }})
+            }
+            Err(e) => return Err(Failure::config(&e)),
+        };
+        users.push(json!({ "name": user_name, "user": user }));
+        contexts.push(json!({ "name": cluster.name, "context": { "cluster": cluster.name, "user": user_name } }));
+    }
+    Ok(json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": kube_clusters,
+        "users": users,
+        "contexts": contexts,
+        "current-context": clusters.first().map(|c| c.name.clone()).unwrap_or_default(),
+    }))
+}
+
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+}

@@ -1,0 +1,302 @@
+//! `kubeauth clusters`, `doctor`, `token`, `kubeconfig`, `schema` and `completions`, run as a user runs them,
+//! against a real kube-apiserver and the real kubectl.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kubeauth_testkit::{TestCluster, service_account};
+
+const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
+
+struct Run<'a> {
+    dir: &'a Path,
+    env: Vec<(&'a str, String)>,
+}
+
+impl<'a> Run<'a> {
+    fn new(dir: &'a Path) -> Self {
+        Self { dir, env: vec![("KUBEAUTH_CACHE_DIR", dir.join("cache").display().to_string())] }
+    }
+
+    fn env(mut self, name: &'a str, value: impl Into<String>) -> Self {
+        self.env.push((name, value.into()));
+        self
+    }
+
+    fn kubeauth(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(KUBEAUTH);
+        command.args(args).current_dir(self.dir).env_remove("KUBEAUTH_CONFIG").env_remove("KUBERNETES_EXEC_INFO");
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        command.output().expect("run kubeauth")
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A config with a `good` cluster (a real token that may list namespaces and review tokens) and a `bad` one.
+async fn good_and_bad(env: &TestCluster, dir: &Path) -> PathBuf {
+    env.create_service_account("cli-e2e", "operator").await;
+    env.grant("cli-e2e-operator", service_account("cli-e2e", "operator"), &["list", "get"], &["namespaces"]).await;
+    env.bind("cli-e2e-operator-reviews", "system:auth-delegator", service_account("cli-e2e", "operator")).await;
+    let token = env.service_account_token("cli-e2e", "operator").await;
+    let cluster = |name: &str, token: &str| {
+        format!(
+            "        - name: {name}\n          url: {}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {token}\n",
+            env.url(),
+            env.ca().ca_data()
+        )
+    };
+    let file = dir.join("app-config.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{}{}",
+            cluster("good", &token),
+            cluster("bad", "not-a-valid-token")
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[tokio::test]
+async fn kubectl_uses_a_kubeconfig_from_kubeauth_kubeconfig() {
+    let env = TestCluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let config = good_and_bad(env, dir.path()).await;
+    let run = Run::new(dir.path());
+    let kubeconfig = dir.path().join("kubeconfig");
+    let out = run.kubeauth(&["kubeconfig", "--config", config.to_str().unwrap(), "-o", kubeconfig.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(text.contains("client.authentication.k8s.io/v1") && text.contains("interactiveMode: Never"), "{text}");
+    assert!(!text.contains("not-a-valid-token"), "no token is written into the kubeconfig");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let kubectl = |context: &str| {
+        Command::new(&env.binaries().kubectl)
+            .args([
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--context",
+                context,
+                "get",
+                "namespaces",
+                "-o",
+                "name",
+            ])
+            .env("HOME", dir.path())
+            .env("KUBECACHEDIR", dir.path().join("kubecache"))
+            .env("KUBEAUTH_CACHE_DIR", dir.path().join("cache"))
+            .output()
+            .expect("run kubectl")
+    };
+    let good = kubectl("good");
+    assert!(good.status.success(), "{}", stderr(&good));
+    assert!(stdout(&good).contains("namespace/kube-system"), "{}", stdout(&good));
+
+    let bad = kubectl("bad");
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("Unauthorized"), "the API server's 401: {}", stderr(&bad));
+}
+
+#[tokio::test]
+async fn doctor_reports_one_good_and_one_bad_cluster() {
+    let env = TestCluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let config = good_and_bad(env, dir.path()).await;
+    let run = Run::new(dir.path());
+
+    let out = run.kubeauth(&["doctor", "--config", config.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "one cluster failed: {}", stderr(&out));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let good = &reports[0];
+    assert_eq!((good["cluster"].as_str(), good["ok"].as_bool()), (Some("good"), Some(true)), "{reports:#}");
+    assert_eq!(good["credential"], "bearer token");
+    assert_eq!(good["serverVersion"], "v1.20.2");
+    assert_eq!(good["identity"], "system:serviceaccount:cli-e2e:operator");
+    assert_eq!(good["canListNamespaces"], true);
+    let bad = &reports[1];
+    assert_eq!((bad["cluster"].as_str(), bad["ok"].as_bool()), (Some("bad"), Some(false)));
+    assert_eq!(bad["failure"]["kind"], "unauthorized");
+    assert!(bad["failure"]["hint"].as_str().unwrap().contains("does not accept this identity"));
+
+    let table = run.kubeauth(&["doctor", "--config", config.to_str().unwrap()]);
+    assert_eq!(table.status.code(), Some(1));
+    let text = stdout(&table);
+    let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
+    assert!(line("good").contains("reachable (v1.20.2)") && line("good").ends_with("ok"), "{text}");
+    assert!(line("bad").ends_with("FAILED (unauthorized)"), "{text}");
+    assert!(text.contains("bad (unauthorized): 401"), "{text}");
+    assert!(!text.contains("not-a-valid-token"), "{text}");
+
+    let only = run.kubeauth(&["doctor", "--config", config.to_str().unwrap(), "--cluster", "good"]);
+    assert_eq!(only.status.code(), Some(0), "{}", stdout(&only));
+}
+
+#[tokio::test]
+async fn token_prints_an_exec_credential_in_the_asked_version() {
+    let env = TestCluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let config = good_and_bad(env, dir.path()).await;
+    let run = Run::new(dir.path()).env(
+        "KUBERNETES_EXEC_INFO",
+        r#"{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","spec":{"interactive":false}}"#,
+    );
+    let out = run.kubeauth(&["token", "--cluster", "bad", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let credential: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(credential["apiVersion"], "client.authentication.k8s.io/v1beta1");
+    assert_eq!(credential["kind"], "ExecCredential");
+    assert_eq!(credential["status"]["token"], "not-a-valid-token");
+    assert!(stderr(&out).is_empty(), "nothing on stderr: {}", stderr(&out));
+}
+
+fn config_file(dir: &Path, clusters: &str) -> PathBuf {
+    let file = dir.join("app-config.yaml");
+    std::fs::write(
+        &file,
+        format!("kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{clusters}"),
+    )
+    .unwrap();
+    file
+}
+
+const ONE: &str = "        - name: one\n          url: https://10.0.0.1\n          authProvider: serviceAccount\n          serviceAccountToken: t0k3n-value\n";
+
+#[test]
+fn token_bad_inputs_have_exact_exit_codes_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    config_file(dir.path(), ONE);
+    let cases: [(&str, &[&str], i32, &str); 5] = [
+        ("", &["token", "--cluster", "nope"], 2, "kubeauth: no cluster named 'nope' (located: one)\n"),
+        (
+            "{",
+            &["token", "--cluster", "one"],
+            2,
+            "kubeauth: KUBERNETES_EXEC_INFO is not JSON: EOF while parsing an object at line 1 column 1\n",
+        ),
+        (
+            r#"{"kind":"ExecCredential"}"#,
+            &["token", "--cluster", "one"],
+            2,
+            "kubeauth: KUBERNETES_EXEC_INFO has no apiVersion\n",
+        ),
+        (
+            r#"{"apiVersion":"client.authentication.k8s.io/v1alpha1","kind":"ExecCredential"}"#,
+            &["token", "--cluster", "one"],
+            2,
+            "kubeauth: KUBERNETES_EXEC_INFO asks for apiVersion client.authentication.k8s.io/v1alpha1; supported: client.authentication.k8s.io/v1, client.authentication.k8s.io/v1beta1\n",
+        ),
+        (
+            r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{}}"#,
+            &["token", "--cluster", "one"],
+            2,
+            "kubeauth: KUBERNETES_EXEC_INFO (v1) has no spec.interactive\n",
+        ),
+    ];
+    for (info, args, code, message) in cases {
+        let out = Run::new(dir.path()).env("KUBERNETES_EXEC_INFO", info).kubeauth(args);
+        assert_eq!(out.status.code(), Some(code), "{info}: {}", stderr(&out));
+        assert_eq!(stderr(&out), message, "{info}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = Run::new(dir.path()).kubeauth(&["token"]);
+    assert_eq!(out.status.code(), Some(2), "a missing --cluster is a usage error");
+}
+
+#[test]
+fn token_for_local_kubectl_proxy_is_a_runtime_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Run::new(dir.path()).kubeauth(&["token", "--cluster", "local"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cluster 'local': its provider gives no credential (localKubectlProxy)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn clusters_lists_every_cluster_with_its_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        &format!(
+            "{ONE}        - name: two\n          title: Second\n          url: https://10.0.0.2\n          authProvider: oidc\n          skipTLSVerify: true\n"
+        ),
+    );
+    let run = Run::new(dir.path());
+    let out = run.kubeauth(&["clusters", "-o", "json", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "a cluster with a configuration problem: {}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "one");
+    assert_eq!(rows[0]["tls"], "system roots");
+    assert_eq!(rows[0]["errors"], serde_json::json!([]));
+    assert_eq!(rows[1]["title"], "Second");
+    assert_eq!(rows[1]["tls"], "skip verify");
+    assert!(rows[1]["errors"][0].as_str().unwrap().starts_with("oidcTokenProvider: missing"), "{rows:#}");
+    assert!(!stdout(&out).contains("t0k3n-value"), "no secret in the listing");
+
+    let table = run.kubeauth(&["clusters", "--config", config.to_str().unwrap()]);
+    let text = stdout(&table);
+    assert!(text.starts_with("NAME"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("one") && l.ends_with("ok")), "{text}");
+}
+
+#[test]
+fn the_config_comes_from_the_flag_the_variable_the_folder_or_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    // The embedded default: the localKubectlProxy cluster.
+    let out = Run::new(dir.path()).kubeauth(&["clusters", "-o", "json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0]["name"], "local");
+    // ./app-config.yaml.
+    config_file(dir.path(), ONE);
+    let out = Run::new(dir.path()).kubeauth(&["clusters", "-o", "json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0]["name"], "one");
+    // KUBEAUTH_CONFIG wins over the folder.
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, "kubernetes:\n  clusterLocatorMethods:\n    - type: localKubectlProxy\n").unwrap();
+    let out =
+        Run::new(dir.path()).env("KUBEAUTH_CONFIG", other.display().to_string()).kubeauth(&["clusters", "-o", "json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0]["name"], "local");
+}
+
+#[test]
+fn a_malformed_config_names_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app-config.yaml"), "kubernetes:\n  clusterLocatorMethods: [\n").unwrap();
+    let out = Run::new(dir.path()).kubeauth(&["clusters"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("kubeauth: "), "{}", stderr(&out));
+    assert!(stderr(&out).contains("app-config.yaml: line 2, column"), "{}", stderr(&out));
+}
+
+#[test]
+fn schema_prints_the_committed_json_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Run::new(dir.path()).kubeauth(&["schema"]);
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.schema.json")).unwrap();
+    assert_eq!(stdout(&out), committed);
+}
+
+#[test]
+fn completions_and_help_exist_for_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Run::new(dir.path()).kubeauth(&["completions", "bash"]);
+    assert!(out.status.success() && stdout(&out).contains("kubeauth"));
+    for sub in ["clusters", "doctor", "token", "kubeconfig", "serve", "schema", "completions"] {
+        let help = Run::new(dir.path()).kubeauth(&[sub, "--help"]);
+        assert!(help.status.success() && stdout(&help).contains("Usage: kubeauth"), "{sub}");
+    }
+}
