@@ -91,8 +91,17 @@ fn loopback_namespace_works() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The Python test peers (moto, awscli) in virtual environments under the cache, made once per machine.
+fn python_peers() -> Result<PathBuf, String> {
+    let dir = cache_dir().parent().map(|p| p.join("python")).ok_or("no cache folder")?;
+    run(Command::new("bash").arg(root().join("xtask/scripts/provision-python.sh")).arg(&dir))
+        .map_err(|e| format!("{e}\nthe AWS tests need moto and awscli from PyPI; see the messages above"))?;
+    Ok(dir)
+}
+
 fn test(args: &[String]) -> Result<(), String> {
     let bin = envtest()?;
+    let python = python_peers()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let extra: Vec<String> = args.iter().skip_while(|a| *a == "--").cloned().collect();
 
@@ -113,8 +122,9 @@ fn test(args: &[String]) -> Result<(), String> {
     };
     command.current_dir(root()).args(["test", "--workspace", "--locked", "--offline"]).args(&extra);
     test_env(&mut command, &bin);
+    command.env("KUBEAUTH_PYTHON_PEERS", &python);
     let result = run_counting(&mut command);
-    let leftovers = leftover_processes(&bin);
+    let leftovers = leftover_processes(&bin).and(leftover_processes(&python));
     let totals = result?;
     leftovers?;
     // One closing line for the whole run (cargo's own last line is that of the last crate's doc tests).
@@ -207,7 +217,48 @@ fn schema(check: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Times whole `kubeauth` processes, as kubectl starts them: each run is one process from exec to exit.
+/// One timed command: whole processes, each from exec to exit.
+struct Case {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    runs: usize,
+}
+
+/// Sorted durations of `case.runs` runs, after a few unmeasured ones.
+fn time_case(case: &Case) -> Result<Vec<Duration>, String> {
+    let once = || -> Result<Duration, String> {
+        let mut command = Command::new(&case.program);
+        command.args(&case.args);
+        for (k, v) in &case.env {
+            command.env(k, v);
+        }
+        let started = Instant::now();
+        let out = command.output().map_err(|e| format!("{}: {e}", case.name))?;
+        let elapsed = started.elapsed();
+        if !out.status.success() {
+            return Err(format!("{} failed: {}", case.name, String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(elapsed)
+    };
+    for _ in 0..3 {
+        once()?;
+    }
+    let mut samples = (0..case.runs).map(|_| once()).collect::<Result<Vec<_>, _>>()?;
+    samples.sort();
+    Ok(samples)
+}
+
+fn quantile(samples: &[Duration], q: f64) -> Duration {
+    samples[((samples.len() - 1) as f64 * q).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Times whole `kubeauth token` processes, as kubectl starts them, beside `aws eks get-token`.
 fn bench(args: &[String]) -> Result<(), String> {
     let runs: usize = match args.iter().position(|a| a == "--runs") {
         Some(i) => args.get(i + 1).and_then(|n| n.parse().ok()).ok_or("--runs takes a number")?,
@@ -216,50 +267,79 @@ fn bench(args: &[String]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(Command::new(&cargo).current_dir(root()).args(["build", "--release", "--locked", "-p", "kubeauth-cli"]))?;
     let kubeauth = root().join("target/release/kubeauth");
+    let python = python_peers()?;
 
     let scratch = std::env::temp_dir().join(format!("kubeauth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     let config = scratch.join("app-config.yaml");
-    // The API server is never contacted: `kubeauth token` only produces the credential.
+    // No API server is contacted: `kubeauth token` only produces the credential.
     std::fs::write(
         &config,
-        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: bench\n          url: https://127.0.0.1:6443\n          authProvider: serviceAccount\n          serviceAccountToken: bench-token\n",
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: sa\n          url: https://127.0.0.1:6443\n          authProvider: serviceAccount\n          serviceAccountToken: bench-token\n        - name: eks\n          url: https://127.0.0.1:6443\n          authProvider: aws\n          authMetadata:\n            kubernetes.io/aws-region: us-west-2\n",
     )
     .map_err(|e| e.to_string())?;
-    let exec_info =
-        r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#;
-    let once = || -> Result<Duration, String> {
-        let started = Instant::now();
-        let out = Command::new(&kubeauth)
-            .args(["token", "--cluster", "bench", "--config"])
-            .arg(&config)
-            .env("KUBERNETES_EXEC_INFO", exec_info)
-            .env("KUBEAUTH_CACHE_DIR", scratch.join("cache"))
-            .output()
-            .map_err(|e| e.to_string())?;
-        let elapsed = started.elapsed();
-        if !out.status.success() {
-            return Err(format!("kubeauth token failed: {}", String::from_utf8_lossy(&out.stderr)));
-        }
-        Ok(elapsed)
+    // Static credentials, nothing else: no credential source probes anything.
+    let aws_env = vec![
+        ("AWS_ACCESS_KEY_ID", "AKIAKUBEAUTHBENCH001".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "bench/secret".to_owned()),
+        ("AWS_REGION", "us-west-2".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("AWS_CONFIG_FILE", "/nonexistent/kubeauth-bench".to_owned()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/kubeauth-bench".to_owned()),
+    ];
+    let mut kubeauth_env = aws_env.clone();
+    kubeauth_env.push(("KUBEAUTH_CACHE_DIR", scratch.join("cache").display().to_string()));
+    kubeauth_env.push((
+        "KUBERNETES_EXEC_INFO",
+        r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#
+            .to_owned(),
+    ));
+    let token_args = |cluster: &str| {
+        vec!["token".into(), "--cluster".into(), cluster.into(), "--config".into(), config.display().to_string()]
     };
-    for _ in 0..10 {
-        once()?;
+    let cases = [
+        Case {
+            name: "`kubeauth token`, aws cluster, warm cache",
+            program: kubeauth.clone(),
+            args: token_args("eks"),
+            env: kubeauth_env.clone(),
+            runs,
+        },
+        Case {
+            name: "`kubeauth token`, serviceAccount cluster",
+            program: kubeauth.clone(),
+            args: token_args("sa"),
+            env: kubeauth_env.clone(),
+            runs,
+        },
+        Case {
+            name: "`aws eks get-token` (awscli 1.x)",
+            program: python.join("awscli/bin/aws"),
+            args: ["eks", "get-token", "--cluster-name", "eks", "--region", "us-west-2"].map(String::from).to_vec(),
+            env: aws_env,
+            runs: (runs / 10).max(10),
+        },
+    ];
+    let mut rows = Vec::new();
+    let mut medians = Vec::new();
+    for case in &cases {
+        let samples = time_case(case)?;
+        medians.push(quantile(&samples, 0.5));
+        rows.push(format!(
+            "| {} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+            case.name,
+            samples.len(),
+            ms(samples[0]),
+            ms(quantile(&samples, 0.5)),
+            ms(quantile(&samples, 0.9)),
+            ms(quantile(&samples, 0.99))
+        ));
     }
-    let mut samples = (0..runs).map(|_| once()).collect::<Result<Vec<_>, _>>()?;
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    let row = format!(
-        "| `kubeauth token` (serviceAccount cluster, no network) | {runs} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
-        ms(samples[0]),
-        ms(pick(0.5)),
-        ms(pick(0.9)),
-        ms(pick(0.99))
-    );
+    let ratio = medians[2].as_secs_f64() / medians[0].as_secs_f64();
     let report = format!(
-        "# kubeauth benchmarks\n\nWhole processes, release build, {} cores; each run is one process from exec to exit, as kubectl runs its exec plugin.\n\n| benchmark | runs | min | median | p90 | p99 |\n|---|---|---|---|---|---|\n{row}\n",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        "# kubeauth benchmarks\n\nWhole processes, release build, {} cores, everything on one machine; each run is one process from exec to exit, as kubectl runs its exec plugin.\n\n| benchmark | runs | min | median | p90 | p99 |\n|---|---|---|---|---|---|\n{}\n\n`aws eks get-token` / `kubeauth token` (aws, warm cache), medians: **{ratio:.0}x**\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        rows.join("\n")
     );
     let out_dir = root().join("target/bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;

@@ -64,6 +64,10 @@ pub use kubeauth_local_kubectl_proxy as local_kubectl_proxy;
 #[cfg(feature = "oidc")]
 pub use kubeauth_oidc as oidc;
 
+/// The `aws` provider.
+#[cfg(feature = "aws")]
+pub use kubeauth_aws as aws;
+
 /// The `google` provider.
 #[cfg(feature = "google")]
 pub use kubeauth_google as google;

@@ -6,7 +6,7 @@ use kubeauth::{AppConfig, CombinedLocator, Registry, ResolveContext};
 use kubeauth_testkit::pki::TestCa;
 
 /// Providers that docs mention but that this build does not have yet.
-const NOT_BUILT: &[&str] = &["aws", "azure", "googleServiceAccount"];
+const NOT_BUILT: &[&str] = &["azure", "googleServiceAccount"];
 
 struct Example {
     page: PathBuf,

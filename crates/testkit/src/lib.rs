@@ -7,6 +7,7 @@
 //!
 //! Dev-only: nothing here is meant for production code.
 
+pub mod aws;
 mod binaries;
 mod cluster;
 pub mod http;

@@ -144,7 +144,11 @@ async fn review(
             "authenticated": true,
             "user": { "username": user.username, "uid": user.uid, "groups": user.groups }
         }),
-        Err(reason) => serde_json::json!({ "authenticated": false, "error": reason }),
+        Err(reason) => {
+            // Shown with the failing test's output: why the API server answered 401.
+            eprintln!("token review: refused: {reason}");
+            serde_json::json!({ "authenticated": false, "error": reason })
+        }
     };
     let answer = serde_json::json!({ "apiVersion": api_version, "kind": "TokenReview", "status": status });
     Response::builder()

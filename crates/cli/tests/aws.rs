@@ -1,0 +1,110 @@
+//! `kubeauth token` for an EKS-style cluster, with the AWS default credential chain (environment), through the
+//! real kubectl; and its on-disk cache.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use kubeauth_testkit::aws::AwsTestEnv;
+use kubeauth_testkit::user;
+
+const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
+
+fn config(env: &AwsTestEnv, dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("app-config.yaml");
+    let cluster = |name: &str, extra: &str| {
+        format!(
+            "        - name: {name}\n          url: {}\n          caData: {}\n          authProvider: aws\n          authMetadata:\n            kubernetes.io/x-k8s-aws-id: {}\n            kubernetes.io/aws-region: {}\n{extra}",
+            env.cluster.url(),
+            env.cluster.ca().ca_data(),
+            AwsTestEnv::CLUSTER_ID,
+            AwsTestEnv::REGION,
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{}{}",
+            cluster("eks", ""),
+            cluster(
+                "eks-role",
+                &format!(
+                    "          assumeRole: {}\n          externalId: {}\n",
+                    AwsTestEnv::ROLE_ARN,
+                    AwsTestEnv::EXTERNAL_ID
+                )
+            )
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn with_env(mut command: Command, env: &AwsTestEnv, dir: &Path) -> Command {
+    for (k, v) in env.process_env() {
+        command.env(k, v);
+    }
+    command.env("KUBEAUTH_CACHE_DIR", dir.join("cache")).env("HOME", dir).env("KUBECACHEDIR", dir.join("kubecache"));
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn kubectl_gets_namespaces_through_kubeauth_token() {
+    let env = AwsTestEnv::shared();
+    env.cluster.grant("aws-cli-user", user(AwsTestEnv::USER), &["list"], &["namespaces"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(env, dir.path());
+    let kubeconfig = dir.path().join("kubeconfig");
+    let out = with_env(Command::new(KUBEAUTH), env, dir.path())
+        .args(["kubeconfig", "--config", config.to_str().unwrap(), "-o", kubeconfig.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out: Output = with_env(Command::new(&env.cluster.binaries().kubectl), env, dir.path())
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "--context", "eks", "get", "namespaces", "-o", "name"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("namespace/default"), "{}", text(&out.stdout));
+}
+
+#[tokio::test]
+async fn a_cached_token_is_served_without_any_network() {
+    let env = AwsTestEnv::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(env, dir.path());
+    let token = |sts: &str| {
+        let out = with_env(Command::new(KUBEAUTH), env, dir.path())
+            .args(["token", "--cluster", "eks-role", "--config", config.to_str().unwrap()])
+            .env("AWS_ENDPOINT_URL_STS", sts)
+            .env(
+                "KUBERNETES_EXEC_INFO",
+                r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#,
+            )
+            .output()
+            .unwrap();
+        (out.status.code(), serde_json::from_slice::<serde_json::Value>(&out.stdout).ok(), text(&out.stderr))
+    };
+    // First call: AssumeRole at moto, then the token is cached.
+    let (code, first, stderr) = token(env.sts.url());
+    assert_eq!(code, Some(0), "{stderr}");
+    let first = first.unwrap();
+    assert!(first["status"]["token"].as_str().unwrap().starts_with("k8s-aws-v1."));
+    assert!(first["status"]["expirationTimestamp"].as_str().unwrap().ends_with('Z'));
+
+    // STS now unreachable (nothing listens on port 9): the cached token still comes back.
+    let (code, second, stderr) = token("http://127.0.0.1:9");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(second.unwrap()["status"]["token"], first["status"]["token"]);
+
+    // Without the cache, the unreachable STS is a runtime failure naming the cluster.
+    std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
+    let (code, _, stderr) = token("http://127.0.0.1:9");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("cluster 'eks-role': the aws provider failed"), "{stderr}");
+    assert!(!stderr.contains(AwsTestEnv::SECRET_ACCESS_KEY), "{stderr}");
+}
