@@ -37,7 +37,8 @@ async fn the_api_server_asks_the_webhook_who_a_token_belongs_to() {
     let webhook = TokenReviewWebhook::start(Known(HashMap::from([("token-of-alice", "alice")])));
     let env = {
         let builder = TestCluster::builder().token_webhook(&webhook);
-        tokio::task::spawn_blocking(move || builder.start()).await.unwrap()
+        // Starting waits on its own runtime: a plain thread, not one of this runtime's.
+        std::thread::spawn(move || builder.start()).join().unwrap()
     };
     env.grant("webhook-alice", user("alice"), &["list"], &["namespaces"]).await;
 

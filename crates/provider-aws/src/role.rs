@@ -85,13 +85,22 @@ impl RoleCache {
         }
         #[cfg(not(feature = "credential-chain"))]
         {
+            // Without the chain, the environment's static credentials are the only other source.
             let _ = region;
-            Err(Error::NotConfigured {
-                cluster: cluster.to_owned(),
-                provider: KEY.into(),
-                reason: "no static credentials, and this build has no AWS credential chain (feature credential-chain)"
-                    .into(),
-            })
+            let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+                (Some(key), Some(secret)) => {
+                    Ok(Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "kubeauth-environment"))
+                }
+                _ => Err(Error::NotConfigured {
+                    cluster: cluster.to_owned(),
+                    provider: KEY.into(),
+                    reason:
+                        "no static credentials given and none in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, and this \
+                             build has no AWS credential chain (feature credential-chain)"
+                            .into(),
+                }),
+            }
         }
     }
 

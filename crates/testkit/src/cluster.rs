@@ -1,7 +1,5 @@
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -58,8 +56,8 @@ impl TestClusterBuilder {
         self
     }
 
-    /// Starts etcd and kube-apiserver and waits until the API server is ready (about 10 s). Blocking: call it
-    /// outside async code or through [`TestCluster::shared`].
+    /// Starts etcd and kube-apiserver and waits until the API server is ready (about 5 s). Blocking, on a
+    /// runtime of its own: call it from a plain thread (not from async code), or use [`TestCluster::shared`].
     pub fn start(self) -> TestCluster {
         TestCluster::start_with(self)
     }
@@ -170,37 +168,45 @@ impl TestCluster {
             apiserver,
             _etcd: etcd,
         };
-        cluster.wait_ready(port, Duration::from_secs(90));
+        cluster.wait_ready(Duration::from_secs(90));
         cluster
     }
 
-    /// Polls `/readyz` (which includes the RBAC bootstrap) until it answers 200.
-    fn wait_ready(&self, port: u16, limit: Duration) {
-        let mut roots = rustls::RootCertStore::empty();
-        let der = pem_der(self.ca.cert_pem());
-        roots.add(der.into()).expect("the test CA");
-        let config = Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth());
+    /// Polls `/readyz` (which includes the RBAC bootstrap) and the `default` namespace until both answer,
+    /// through the same client every test uses. Runs its own runtime: call it from a plain thread.
+    fn wait_ready(&self, limit: Duration) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let started = Instant::now();
-        let mut last = String::new();
-        while started.elapsed() < limit {
-            if self.apiserver.has_exited() || self._etcd.has_exited() {
-                panic!(
-                    "the test cluster stopped while starting; kube-apiserver's log ends with:\n{}\netcd's log ends with:\n{}",
-                    self.apiserver.log_tail(15),
-                    self._etcd.log_tail(15)
-                );
+        let last = runtime.block_on(async {
+            let client = self.admin_client().await;
+            let mut last = String::new();
+            while started.elapsed() < limit {
+                if self.apiserver.has_exited() || self._etcd.has_exited() {
+                    return Err(format!(
+                        "the test cluster stopped while starting; kube-apiserver's log ends with:\n{}\netcd's log ends with:\n{}",
+                        self.apiserver.log_tail(15),
+                        self._etcd.log_tail(15)
+                    ));
+                }
+                // Ready, and the `default` namespace made (the API server creates it just after it starts).
+                let ready = async {
+                    for path in ["/readyz", "/api/v1/namespaces/default"] {
+                        let request = http::Request::get(path).body(Vec::new()).expect("a request");
+                        client.request_text(request).await?;
+                    }
+                    Ok::<(), kube::Error>(())
+                };
+                match ready.await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = kubeauth::report(&e),
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            match readyz(&config, port, &self.admin_token) {
-                Ok(status) if status.starts_with("HTTP/1.1 200") => return,
-                Ok(status) => last = status,
-                Err(e) => last = e.to_string(),
-            }
-            std::thread::sleep(Duration::from_millis(200));
+            Err(format!("kube-apiserver was not ready after {limit:?} (last answer: {last})"))
+        });
+        if let Err(message) = last {
+            panic!("{message}; its log ends with:\n{}", self.apiserver.log_tail(30));
         }
-        panic!(
-            "kube-apiserver was not ready after {limit:?} (last answer: {last}); its log ends with:\n{}",
-            self.apiserver.log_tail(30)
-        );
     }
 
     /// The API server's URL, `https://127.0.0.1:<port>`.
@@ -352,27 +358,6 @@ fn create_or_keep<T>(result: Result<T, kube::Error>) {
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(e) => panic!("creating a test object failed: {e}"),
     }
-}
-
-fn pem_der(pem_text: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let body: String = pem_text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).expect("PEM body")
-}
-
-fn readyz(config: &Arc<rustls::ClientConfig>, port: u16, token: &str) -> std::io::Result<String> {
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(std::io::Error::other)?;
-    let conn = rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
-    let sock = TcpStream::connect(("127.0.0.1", port))?;
-    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut tls = rustls::StreamOwned::new(conn, sock);
-    write!(
-        tls,
-        "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut answer = String::new();
-    let _ = tls.read_to_string(&mut answer);
-    Ok(answer.lines().next().unwrap_or_default().to_owned())
 }
 
 /// A subject for [`TestCluster::grant`]: service account `namespace/name`.
