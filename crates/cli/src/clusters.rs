@@ -22,8 +22,8 @@ struct ClusterRow {
 
 pub(crate) async fn run(config: Option<&Path>, output: OutputFormat) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
-    let clusters = locate(&loaded.config).await?;
-    let registry = registry();
+    let registry = registry(&loaded.config)?;
+    let clusters = locate(&loaded.config, &registry).await?;
     let rows: Vec<ClusterRow> = clusters
         .iter()
         .map(|c| ClusterRow {

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use kubeauth::{AppConfig, ClusterDetails, CombinedLocator, Registry, ResolveContext};
+use kubeauth::{AppConfig, ClusterDetails, Registry, ResolveContext};
 
 use crate::failure::Failure;
 
@@ -29,17 +29,20 @@ pub(crate) fn load_config(explicit: Option<&Path>) -> Result<LoadedConfig, Failu
     Ok(LoadedConfig { config: AppConfig::embedded_default(), file: None })
 }
 
-/// The located clusters of a config. Locating failures are config failures (exit 2) for the methods that read
-/// only the config.
-pub(crate) async fn locate(config: &AppConfig) -> Result<Vec<ClusterDetails>, Failure> {
+/// The located clusters of a config. A config the locators refuse is a config failure (exit 2); a locator that
+/// fails at run time (an API it asks) is a run-time failure (exit 1).
+pub(crate) async fn locate(config: &AppConfig, registry: &Registry) -> Result<Vec<ClusterDetails>, Failure> {
     let locator =
-        CombinedLocator::from_config(config, &ResolveContext::from_process_env()).map_err(|e| Failure::config(&e))?;
-    locator.clusters().await.map_err(|e| Failure::config(&e))
+        kubeauth::locator(config, &ResolveContext::from_process_env(), registry).map_err(|e| Failure::config(&e))?;
+    locator.clusters().await.map_err(|e| match e {
+        kubeauth::LocatorError::Locator { .. } => Failure::runtime(&e),
+        _ => Failure::config(&e),
+    })
 }
 
-/// The registry every command uses.
-pub(crate) fn registry() -> Registry {
-    Registry::with_defaults()
+/// The registry every command uses: the default providers, set up from the config.
+pub(crate) fn registry(config: &AppConfig) -> Result<Registry, Failure> {
+    Registry::from_config(config, &ResolveContext::from_process_env()).map_err(|e| Failure::config(&e))
 }
 
 /// The cluster called `name`, or a usage failure that lists the names there are.

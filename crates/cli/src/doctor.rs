@@ -46,12 +46,12 @@ pub(crate) async fn run(
     timeout: u64,
 ) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
-    let clusters = locate(&loaded.config).await?;
+    let registry = registry(&loaded.config)?;
+    let clusters = locate(&loaded.config, &registry).await?;
     let selected: Vec<ClusterDetails> = match only {
         Some(name) => vec![find(&clusters, name)?.clone()],
         None => clusters,
     };
-    let registry = registry();
     let total = selected.len();
     let progress = std::io::stderr().is_terminal() && output == OutputFormat::Table;
 

@@ -13,12 +13,12 @@ use crate::failure::Failure;
 /// `kubeauth kubeconfig`: a kubeconfig whose users run `kubeauth token` with the same config.
 pub(crate) async fn run(config: Option<&Path>, only: Option<&str>, output: Option<&Path>) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
-    let clusters = locate(&loaded.config).await?;
+    let registry = registry(&loaded.config)?;
+    let clusters = locate(&loaded.config, &registry).await?;
     let selected: Vec<&ClusterDetails> = match only {
         Some(name) => vec![find(&clusters, name)?],
         None => clusters.iter().collect(),
     };
-    let registry = registry();
     for cluster in &selected {
         registry.validate(cluster).map_err(|e| Failure::config(&e))?;
     }

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-use kubeauth::{CombinedLocator, ResolveContext};
+use kubeauth::ResolveContext;
 use kubeauth_server::KubeauthServer;
 
 use crate::context::{load_config, registry};
@@ -16,9 +16,10 @@ pub(crate) async fn run(config: Option<&Path>, listen: SocketAddr) -> Result<Exi
         )));
     }
     let loaded = load_config(config)?;
-    let locator = CombinedLocator::from_config(&loaded.config, &ResolveContext::from_process_env())
+    let registry = registry(&loaded.config)?;
+    let locator = kubeauth::locator(&loaded.config, &ResolveContext::from_process_env(), &registry)
         .map_err(|e| Failure::config(&e))?;
-    let server = KubeauthServer::new(registry(), locator);
+    let server = KubeauthServer::new(registry, locator);
     let clusters = server.check().await.map_err(|e| Failure::config(&e))?;
 
     let listener = tokio::net::TcpListener::bind(listen)

@@ -16,7 +16,8 @@ pub(crate) async fn run(config: Option<&Path>, name: &str) -> Result<ExitCode, F
     let exec_info = std::env::var("KUBERNETES_EXEC_INFO").ok();
     let info = parse_exec_info(exec_info.as_deref(), std::io::stdin().is_terminal()).map_err(Failure::Config)?;
     let loaded = load_config(config)?;
-    let clusters = locate(&loaded.config).await?;
+    let registry = registry(&loaded.config)?;
+    let clusters = locate(&loaded.config, &registry).await?;
     let cluster = find(&clusters, name)?;
 
     let cache = DiskCache::open();
@@ -26,7 +27,6 @@ pub(crate) async fn run(config: Option<&Path>, name: &str) -> Result<ExitCode, F
         return Ok(ExitCode::SUCCESS);
     }
 
-    let registry = registry();
     registry.validate(cluster).map_err(|e| Failure::config(&e))?;
     let _lock = cache.lock(cluster).map_err(|e| Failure::Runtime(format!("cannot lock the credential cache: {e}")))?;
     let credential = match cache.read(cluster) {

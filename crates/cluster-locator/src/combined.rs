@@ -7,7 +7,23 @@ use std::sync::Arc;
 use kubeauth_core::ClusterDetails;
 
 use crate::error::MethodName;
-use crate::{AppConfig, ConfigLocator, LocalKubectlProxyLocator, LocatorError, ResolveContext};
+use crate::{
+    AccessTokenSource, AppConfig, ConfigLocator, GkeLocator, GkeSettings, LocalKubectlProxyLocator, LocatorError,
+    LocatorMethodConfig, ResolveContext,
+};
+
+/// What some locator methods need from outside the config: the gke method's Google token.
+#[derive(Clone, Default)]
+pub struct LocatorServices {
+    /// The token the gke method lists clusters with.
+    pub google_token: Option<Arc<dyn AccessTokenSource>>,
+}
+
+impl std::fmt::Debug for LocatorServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocatorServices").field("google_token", &self.google_token.is_some()).finish()
+    }
+}
 
 /// The future a locator returns: the clusters it found.
 pub type ClustersFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<ClusterDetails>, LocatorError>> + Send + 'a>>;
@@ -42,11 +58,18 @@ impl CombinedLocator {
     /// The locators of `kubernetes.clusterLocatorMethods`. Every value is resolved and every `config` cluster
     /// checked here, so a wrong config is an error now, not at the first request.
     pub fn from_config(config: &AppConfig, ctx: &ResolveContext) -> Result<Self, LocatorError> {
+        Self::from_config_with(config, ctx, &LocatorServices::default())
+    }
+
+    /// Like [`from_config`](Self::from_config), with what methods such as gke need (the facade's
+    /// `kubeauth::locator` wires it).
+    pub fn from_config_with(
+        config: &AppConfig,
+        ctx: &ResolveContext,
+        services: &LocatorServices,
+    ) -> Result<Self, LocatorError> {
         let origin = config.origin.as_deref();
-        let ctx = match origin.and_then(Path::parent) {
-            Some(dir) if !dir.as_os_str().is_empty() => ctx.clone().with_base_dir(dir),
-            _ => ctx.clone(),
-        };
+        let ctx = config.resolve_context(ctx);
         let k = &config.kubernetes;
         let continue_on_error = match &k.cluster_locator_continue_on_error {
             Some(v) => v.resolve(&ctx).map_err(|message| LocatorError::Key {
@@ -70,16 +93,24 @@ impl CombinedLocator {
                     Arc::new(ConfigLocator::new(index, clusters, &ctx, origin)?)
                 }
                 "localKubectlProxy" => {
-                    if method.clusters.is_some() {
+                    if method.clusters.is_some() || method.project_id.is_some() {
                         return Err(method_error("type localKubectlProxy takes no `clusters`".into()));
                     }
                     Arc::new(LocalKubectlProxyLocator::new(name.clone()))
                 }
-                "catalog" | "gke" => {
-                    return Err(method_error(format!(
-                        "type `{}` is not built into this version of kubeauth; available: config, localKubectlProxy",
-                        method.kind
-                    )));
+                "gke" => {
+                    let settings = gke_settings(method, &ctx).map_err(&method_error)?;
+                    let token = services.google_token.clone().ok_or_else(|| {
+                        method_error(
+                            "type gke needs a Google token source: build the locator with kubeauth::locator".into(),
+                        )
+                    })?;
+                    Arc::new(GkeLocator::new(settings, name.clone(), token))
+                }
+                "catalog" => {
+                    return Err(method_error(
+                        "type `catalog` is not built into this version of kubeauth; available: config, localKubectlProxy, gke".into(),
+                    ));
                 }
                 other => {
                     return Err(method_error(format!(
@@ -152,4 +183,49 @@ impl ClusterLocator for CombinedLocator {
     fn clusters(&self) -> ClustersFuture<'_> {
         Box::pin(CombinedLocator::clusters(self))
     }
+}
+
+/// The resolved settings of a gke method; errors name the key.
+fn gke_settings(method: &LocatorMethodConfig, ctx: &ResolveContext) -> Result<GkeSettings, String> {
+    let string = |key: &str, value: &Option<crate::ConfigString>| -> Result<Option<String>, String> {
+        value.as_ref().map(|v| v.resolve(ctx).map_err(|m| format!("{key}: {m}"))).transpose()
+    };
+    let boolean = |key: &str, value: &Option<crate::ConfigBool>| -> Result<bool, String> {
+        value
+            .as_ref()
+            .map(|v| v.resolve(ctx).map_err(|m| format!("{key}: {m}")))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    if method.clusters.is_some() {
+        return Err("type gke takes no `clusters`: it lists them from the GKE API".into());
+    }
+    let project_id = string("projectId", &method.project_id)?
+        .filter(|p| !p.trim().is_empty())
+        .ok_or("projectId: missing: type gke needs the Google Cloud project to list")?;
+    let auth_provider = string("authProvider", &method.auth_provider)?.unwrap_or_else(|| "google".into());
+    if !matches!(auth_provider.as_str(), "google" | "googleServiceAccount") {
+        return Err(format!("authProvider: `{auth_provider}` is not google or googleServiceAccount"));
+    }
+    let refresh_minutes = method.refresh_interval_minutes.unwrap_or(60);
+    if refresh_minutes == 0 {
+        return Err("refreshIntervalMinutes: must be at least 1".into());
+    }
+    Ok(GkeSettings {
+        project_id,
+        region: string("region", &method.region)?.unwrap_or_else(|| "-".into()),
+        auth_provider,
+        skip_tls_verify: boolean("skipTLSVerify", &method.skip_tls_verify)?,
+        skip_metrics_lookup: boolean("skipMetricsLookup", &method.skip_metrics_lookup)?,
+        expose_dashboard: boolean("exposeDashboard", &method.expose_dashboard)?,
+        matching_resource_labels: method
+            .matching_resource_labels
+            .iter()
+            .flatten()
+            .map(|l| (l.key.clone(), l.value.clone()))
+            .collect(),
+        refresh_interval: std::time::Duration::from_secs(refresh_minutes * 60),
+        api_base_url: string("apiBaseUrl", &method.api_base_url)?
+            .unwrap_or_else(|| "https://container.googleapis.com".into()),
+    })
 }

@@ -33,19 +33,53 @@ pub struct KubernetesConfig {
     /// When a method fails: `false` (default) fails the whole lookup; `true` logs it and goes on with the others.
     #[serde(default)]
     pub cluster_locator_continue_on_error: Option<ConfigBool>,
+    /// A Google service-account key (the JSON as a string) for the googleServiceAccount provider and the gke
+    /// locator (secret).
+    #[serde(default)]
+    #[schemars(extend("writeOnly" = true))]
+    pub google_service_account_credentials: Option<ConfigString>,
 }
 
-/// One entry of `clusterLocatorMethods`.
+/// One entry of `clusterLocatorMethods`: `type` and the keys of that type.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LocatorMethodConfig {
-    /// `config` or `localKubectlProxy` (the `catalog` and `gke` methods are built separately).
+    /// `config`, `localKubectlProxy` or `gke`.
     #[serde(rename = "type")]
     pub kind: String,
     /// For `type: config`: the clusters.
     #[serde(default)]
     #[schemars(with = "Option<Vec<ClusterConfig>>")]
     pub clusters: Option<Vec<Spanned<ClusterConfig>>>,
+    /// For `type: gke`: the Google Cloud project (required).
+    pub project_id: Option<ConfigString>,
+    /// For `type: gke`: the location to list, or `-` for all (default).
+    pub region: Option<ConfigString>,
+    /// For `type: gke`: `google` (the user's token, default) or `googleServiceAccount`.
+    pub auth_provider: Option<ConfigString>,
+    /// For `type: gke`: skip verifying the API servers' certificates (the cluster CA is used otherwise).
+    #[serde(rename = "skipTLSVerify")]
+    pub skip_tls_verify: Option<ConfigBool>,
+    /// For `type: gke`: do not fetch pod metrics.
+    pub skip_metrics_lookup: Option<ConfigBool>,
+    /// For `type: gke`: link each cluster to its page in the Google Cloud console.
+    pub expose_dashboard: Option<ConfigBool>,
+    /// For `type: gke`: keep only clusters with all these resource labels.
+    pub matching_resource_labels: Option<Vec<ResourceLabel>>,
+    /// For `type: gke` (kubeauth): how often the list is fetched again, in minutes (default 60).
+    pub refresh_interval_minutes: Option<u64>,
+    /// For `type: gke` (kubeauth): the GKE API's base URL (default `https://container.googleapis.com`).
+    pub api_base_url: Option<ConfigString>,
+}
+
+/// A `{key, value}` resource label to match.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceLabel {
+    /// The label's key.
+    pub key: String,
+    /// The label's value.
+    pub value: String,
 }
 
 /// A cluster entry of the `config` method, with Backstage's keys.
@@ -127,6 +161,14 @@ impl AppConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|source| LocatorError::ReadConfig { path: path.to_owned(), source })?;
         Self::from_yaml_str(&text, Some(path))
+    }
+
+    /// `ctx`, with `$file` paths relative to this config's file (when it came from one).
+    pub fn resolve_context(&self, ctx: &crate::ResolveContext) -> crate::ResolveContext {
+        match self.origin.as_deref().and_then(Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => ctx.clone().with_base_dir(dir),
+            _ => ctx.clone(),
+        }
     }
 
     /// The embedded default: the `localKubectlProxy` locator.

@@ -3,6 +3,7 @@
 //! The methods of Backstage's `kubernetes.clusterLocatorMethods`, read from an app-config.yaml as it is:
 //! - [`ConfigLocator`] (`type: config`): clusters listed in the config;
 //! - [`LocalKubectlProxyLocator`] (`type: localKubectlProxy`): one cluster, `local`, at `http://localhost:8001`;
+//! - [`GkeLocator`] (`type: gke`): the clusters of a Google Cloud project, from the GKE API;
 //!
 //! and [`CombinedLocator`], which runs every configured method, honours `clusterLocatorContinueOnError`, and
 //! refuses two clusters of the same name.
@@ -36,13 +37,15 @@ mod combined;
 mod config;
 mod config_locator;
 mod error;
+mod gke;
 mod local_kubectl_proxy;
 mod value;
 
-pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator};
-pub use config::{AppConfig, ClusterConfig, KubernetesConfig, LocatorMethodConfig};
+pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, LocatorServices};
+pub use config::{AppConfig, ClusterConfig, KubernetesConfig, LocatorMethodConfig, ResourceLabel};
 pub use config_locator::ConfigLocator;
 pub use error::LocatorError;
+pub use gke::{AccessTokenSource, GkeLocator, GkeSettings};
 pub use local_kubectl_proxy::LocalKubectlProxyLocator;
 pub use value::{ConfigBool, ConfigString, ResolveContext};
 

@@ -27,11 +27,13 @@
 //! ```
 
 mod client;
+mod configured;
 mod error;
 mod layer;
 mod registry;
 
 pub use client::connection_config;
+pub use configured::locator;
 pub use error::{Error, RegistryError};
 pub use layer::{
     CredentialLayer, CredentialService, CredentialSource, ReplayableBody, ResponseFuture, apply_credential,
@@ -67,6 +69,10 @@ pub use kubeauth_oidc as oidc;
 /// The `aws` provider.
 #[cfg(feature = "aws")]
 pub use kubeauth_aws as aws;
+
+/// The `googleServiceAccount` provider.
+#[cfg(feature = "google-service-account")]
+pub use kubeauth_google_service_account as google_service_account;
 
 /// The `google` provider.
 #[cfg(feature = "google")]

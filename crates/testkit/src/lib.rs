@@ -10,6 +10,7 @@
 pub mod aws;
 mod binaries;
 mod cluster;
+pub mod google;
 pub mod http;
 pub mod pki;
 mod process;

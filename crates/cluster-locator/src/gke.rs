@@ -1,0 +1,184 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kubeauth_core::{ClusterDetails, Credential, CredentialFuture, ExposeSecret as _};
+use serde::Deserialize;
+
+use crate::LocatorError;
+use crate::combined::{ClusterLocator, ClustersFuture};
+
+/// Where the gke locator gets the Google access token it lists clusters with (the googleServiceAccount
+/// provider's identity; the facade wires it).
+pub trait AccessTokenSource: Send + Sync + 'static {
+    /// A token with the `cloud-platform` scope; `context` names the caller in errors.
+    fn access_token<'a>(&'a self, context: &'a str) -> CredentialFuture<'a>;
+}
+
+/// The settings of a `gke` method, resolved.
+#[derive(Debug, Clone)]
+pub struct GkeSettings {
+    /// The project.
+    pub project_id: String,
+    /// The location, or `-` for all.
+    pub region: String,
+    /// `google` or `googleServiceAccount`.
+    pub auth_provider: String,
+    /// Skip verifying the API servers' certificates.
+    pub skip_tls_verify: bool,
+    /// Do not fetch pod metrics.
+    pub skip_metrics_lookup: bool,
+    /// Link clusters to the Google Cloud console.
+    pub expose_dashboard: bool,
+    /// Labels every listed cluster must have.
+    pub matching_resource_labels: Vec<(String, String)>,
+    /// How often the list is fetched again.
+    pub refresh_interval: Duration,
+    /// The GKE API's base URL.
+    pub api_base_url: String,
+}
+
+/// The `gke` method: the clusters of a Google Cloud project, from the GKE API (`projects/{p}/locations/{r}/clusters`),
+/// each with its endpoint as URL and — beyond Backstage — its cluster CA as `caData`, so TLS is verified.
+///
+/// The list is fetched again after the refresh interval; if that fails, the last good list is kept (and the
+/// failure logged).
+pub struct GkeLocator {
+    settings: GkeSettings,
+    source: String,
+    token: Arc<dyn AccessTokenSource>,
+    http: reqwest::Client,
+    last: tokio::sync::Mutex<Option<(Instant, Vec<ClusterDetails>)>>,
+}
+
+impl std::fmt::Debug for GkeLocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GkeLocator")
+            .field("settings", &self.settings)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterList {
+    #[serde(default)]
+    clusters: Vec<GkeCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GkeCluster {
+    name: String,
+    endpoint: Option<String>,
+    location: Option<String>,
+    #[serde(default)]
+    resource_labels: std::collections::BTreeMap<String, String>,
+    master_auth: Option<MasterAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MasterAuth {
+    cluster_ca_certificate: Option<String>,
+}
+
+impl GkeLocator {
+    /// A locator with `settings`, listing with tokens from `token`; `source` names it in messages.
+    pub fn new(settings: GkeSettings, source: impl Into<String>, token: Arc<dyn AccessTokenSource>) -> Self {
+        Self {
+            settings,
+            source: source.into(),
+            token,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap_or_default(),
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn fetch(&self) -> Result<Vec<ClusterDetails>, String> {
+        let s = &self.settings;
+        let token = match self.token.access_token(&self.source).await.map_err(|e| kubeauth_core::report(&e))? {
+            Credential::BearerToken { token, .. } => token,
+            other => return Err(format!("the token source gave a {} instead of an access token", other.kind())),
+        };
+        let url = format!(
+            "{}/v1/projects/{}/locations/{}/clusters",
+            s.api_base_url.trim_end_matches('/'),
+            s.project_id,
+            s.region
+        );
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| format!("the GKE API could not be reached ({url}): {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            let message: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            return Err(format!(
+                "the GKE API answered {status} for project {}: {}",
+                s.project_id,
+                message["error"]["message"].as_str().unwrap_or("no message")
+            ));
+        }
+        let list: ClusterList =
+            response.json().await.map_err(|e| format!("the GKE API's answer is not a cluster list: {e}"))?;
+        Ok(list.clusters.into_iter().filter(|c| self.matches(c)).filter_map(|c| self.details(c)).collect())
+    }
+
+    fn matches(&self, cluster: &GkeCluster) -> bool {
+        self.settings.matching_resource_labels.iter().all(|(k, v)| cluster.resource_labels.get(k) == Some(v))
+    }
+
+    fn details(&self, cluster: GkeCluster) -> Option<ClusterDetails> {
+        let s = &self.settings;
+        let Some(endpoint) = cluster.endpoint.filter(|e| !e.is_empty()) else {
+            tracing::warn!(cluster = %cluster.name, "GKE cluster without an endpoint (still provisioning?): left out");
+            return None;
+        };
+        let mut details = ClusterDetails::new(cluster.name.clone(), format!("https://{endpoint}"));
+        details.set_auth_provider(s.auth_provider.clone());
+        details.skip_tls_verify = s.skip_tls_verify;
+        details.skip_metrics_lookup = s.skip_metrics_lookup;
+        details.ca_data = cluster.master_auth.and_then(|m| m.cluster_ca_certificate).filter(|c| !c.is_empty());
+        if s.expose_dashboard {
+            details.dashboard_app = Some("gke".into());
+            details.dashboard_parameters = Some(serde_json::json!({
+                "projectId": s.project_id,
+                "region": cluster.location.unwrap_or_else(|| s.region.clone()),
+                "clusterName": cluster.name,
+            }));
+        }
+        details.source = self.source.clone();
+        Some(details)
+    }
+}
+
+impl ClusterLocator for GkeLocator {
+    fn clusters(&self) -> ClustersFuture<'_> {
+        Box::pin(async move {
+            let mut last = self.last.lock().await;
+            if let Some((at, clusters)) = last.as_ref()
+                && at.elapsed() < self.settings.refresh_interval
+            {
+                return Ok(clusters.clone());
+            }
+            match self.fetch().await {
+                Ok(clusters) => {
+                    *last = Some((Instant::now(), clusters.clone()));
+                    Ok(clusters)
+                }
+                Err(message) => match last.as_ref() {
+                    Some((_, clusters)) => {
+                        tracing::warn!(locator = %self.source, error = %message, "GKE cluster list not refreshed; keeping the last good one");
+                        Ok(clusters.clone())
+                    }
+                    None => Err(LocatorError::Locator { method: self.source.clone(), source: message.into() }),
+                },
+            }
+        })
+    }
+}
