@@ -313,17 +313,8 @@ impl TestCluster {
             }]),
             ..Default::default()
         };
-        create_or_keep(Api::<ClusterRole>::all(client.clone()).create(&PostParams::default(), &role).await);
-        let binding = ClusterRoleBinding {
-            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".into()),
-                kind: "ClusterRole".into(),
-                name: name.into(),
-            },
-            subjects: Some(vec![subject]),
-        };
-        create_or_keep(Api::<ClusterRoleBinding>::all(client).create(&PostParams::default(), &binding).await);
+        create_or_keep(Api::<ClusterRole>::all(client).create(&PostParams::default(), &role).await);
+        self.bind(name, name, subject).await;
     }
 
     /// A kubeconfig for kubectl whose user sends `token`.

@@ -10,7 +10,6 @@
 //!   TokenReview webhook (what GKE's authenticator does).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,13 +17,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 
+use crate::server::ThreadServer;
 use crate::{TokenVerifier, UserInfo, VerifyFuture};
 
 #[derive(Default)]
 struct State {
-    token_url: String,
+    token_url: Mutex<String>,
     public_keys: Mutex<HashMap<String, String>>,
     tokens: Mutex<HashMap<String, String>>,
     clusters: Mutex<HashMap<(String, String), serde_json::Value>>,
@@ -35,8 +34,7 @@ struct State {
 pub struct FakeGoogle {
     url: String,
     state: Arc<State>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: ThreadServer,
 }
 
 impl std::fmt::Debug for FakeGoogle {
@@ -67,36 +65,15 @@ impl TokenVerifier for GoogleTokenVerifier {
 impl FakeGoogle {
     /// Starts the fake on a loopback port, on a thread of its own.
     pub fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = Arc::new(State { token_url: format!("{url}/token"), ..State::default() });
-        let (shutdown, mut stop) = tokio::sync::oneshot::channel();
+        let state = Arc::new(State::default());
         let served = state.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    let (tcp, _) = tokio::select! {
-                        _ = &mut stop => return,
-                        accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
-                    };
-                    let state = served.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let state = state.clone();
-                            async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tcp), service)
-                            .await;
-                    });
-                }
-            });
+        let server = ThreadServer::start(None, move |req| {
+            let state = served.clone();
+            async move { handle(&state, req).await }
         });
-        Self { url, state, shutdown: Some(shutdown), thread: Some(thread) }
+        let url = format!("http://{}", server.addr());
+        *state.token_url.lock().expect("lock") = format!("{url}/token");
+        Self { url, state, _server: server }
     }
 
     /// The base URL (the GKE API's base URL for the gke locator's `apiBaseUrl`).
@@ -106,7 +83,7 @@ impl FakeGoogle {
 
     /// The token endpoint, as keys' `token_uri`.
     pub fn token_url(&self) -> String {
-        self.state.token_url.clone()
+        self.state.token_url.lock().expect("lock").clone()
     }
 
     /// A new service account: its key file's JSON (RSA key, `token_uri` pointing here).
@@ -134,17 +111,6 @@ impl FakeGoogle {
     /// The verifier of the tokens it issued.
     pub fn verifier(&self) -> GoogleTokenVerifier {
         GoogleTokenVerifier(self.state.clone())
-    }
-}
-
-impl Drop for FakeGoogle {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -239,7 +205,8 @@ fn grant(state: &State, form: &str) -> Result<(String, String), String> {
     let public = state.public_keys.lock().expect("lock").get(iss).cloned().ok_or("Invalid issuer: No such account.")?;
     let key = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).map_err(|e| e.to_string())?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_audience(&[state.token_url.as_str(), "https://oauth2.googleapis.com/token"]);
+    let token_url = state.token_url.lock().expect("lock").clone();
+    validation.set_audience(&[token_url.as_str(), "https://oauth2.googleapis.com/token"]);
     validation.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
     let claims = jsonwebtoken::decode::<Claims>(&assertion, &key, &validation)
         .map_err(|e| match e.kind() {

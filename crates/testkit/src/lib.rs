@@ -14,6 +14,7 @@ pub mod google;
 pub mod http;
 pub mod pki;
 mod process;
+mod server;
 mod webhook;
 
 pub use binaries::EnvtestBinaries;

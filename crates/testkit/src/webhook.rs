@@ -1,4 +1,3 @@
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,10 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use crate::pki::TestCa;
+use crate::server::ThreadServer;
 
 /// Who a token belongs to, as a TokenReview answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +40,7 @@ pub struct TokenReviewWebhook {
     url: String,
     ca: TestCa,
     reviews: Arc<AtomicUsize>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: ThreadServer,
 }
 
 impl std::fmt::Debug for TokenReviewWebhook {
@@ -61,41 +59,14 @@ impl TokenReviewWebhook {
         let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
         let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).expect("tls");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the webhook");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("https://{}/authenticate", listener.local_addr().expect("addr"));
         let reviews = Arc::new(AtomicUsize::new(0));
-        let (shutdown, mut stop) = tokio::sync::oneshot::channel();
         let verifier: Arc<dyn TokenVerifier> = Arc::new(verifier);
         let counter = reviews.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("a runtime for the webhook");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    let (tcp, _) = tokio::select! {
-                        _ = &mut stop => return,
-                        accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
-                    };
-                    let (acceptor, verifier, counter) = (acceptor.clone(), verifier.clone(), counter.clone());
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else { return };
-                        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let (verifier, counter) = (verifier.clone(), counter.clone());
-                            async move { Ok::<_, Infallible>(review(req, verifier.as_ref(), &counter).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service)
-                            .await;
-                    });
-                }
-            });
+        let server = ThreadServer::start(Some(acceptor), move |req| {
+            let (verifier, counter) = (verifier.clone(), counter.clone());
+            async move { review(req, verifier.as_ref(), &counter).await }
         });
-        Self { url, ca, reviews, shutdown: Some(shutdown), thread: Some(thread) }
+        Self { url: format!("https://{}/authenticate", server.addr()), ca, reviews, _server: server }
     }
 
     /// The webhook's URL.
@@ -115,17 +86,6 @@ impl TokenReviewWebhook {
             self.url,
             self.ca.ca_data()
         )
-    }
-}
-
-impl Drop for TokenReviewWebhook {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
