@@ -108,3 +108,38 @@ async fn a_cached_token_is_served_without_any_network() {
     assert!(stderr.contains("cluster 'eks-role': the aws provider failed"), "{stderr}");
     assert!(!stderr.contains(AwsTestEnv::SECRET_ACCESS_KEY), "{stderr}");
 }
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_even_at_trace_level() {
+    let env = AwsTestEnv::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(env, dir.path());
+    let out = with_env(Command::new(KUBEAUTH), env, dir.path())
+        .args(["-vv", "token", "--cluster", "eks-role", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let logs = text(&out.stderr);
+    assert!(logs.lines().count() > 20, "trace logs were written: {logs}");
+    let credential: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = credential["status"]["token"].as_str().unwrap();
+    // The assumed role's session token travels inside the EKS token; neither may be logged.
+    use base64::Engine as _;
+    let url = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&token["k8s-aws-v1.".len()..]).unwrap(),
+    )
+    .unwrap();
+    let session_token = url.split("X-Amz-Security-Token=").nth(1).unwrap().split('&').next().unwrap();
+    let signature = url.split("X-Amz-Signature=").nth(1).unwrap().split('&').next().unwrap();
+    for (what, secret) in [
+        ("the static secret key", AwsTestEnv::SECRET_ACCESS_KEY),
+        ("the session token", session_token),
+        ("the token's signature", signature),
+        ("the EKS token", token),
+    ] {
+        if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
+            panic!("{what} is in the logs: {}", line.chars().take(300).collect::<String>());
+        }
+    }
+}

@@ -300,3 +300,25 @@ fn completions_and_help_exist_for_every_subcommand() {
         assert!(help.status.success() && stdout(&help).contains("Usage: kubeauth"), "{sub}");
     }
 }
+
+#[tokio::test]
+async fn no_token_reaches_the_output_of_doctor_even_at_trace_level() {
+    let env = TestCluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let config = good_and_bad(env, dir.path()).await;
+    let good_token = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("serviceAccountToken: "))
+        .unwrap()
+        .to_owned();
+    let out = Run::new(dir.path()).env("RUST_LOG", "trace").kubeauth(&["doctor", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let everything = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(everything.lines().count() > 50, "trace logs were written");
+    for secret in [good_token.as_str(), "not-a-valid-token"] {
+        if let Some(line) = everything.lines().find(|l| l.contains(secret)) {
+            panic!("a token is in the output: {}", line.chars().take(200).collect::<String>());
+        }
+    }
+}
