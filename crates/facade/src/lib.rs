@@ -70,6 +70,10 @@ pub use kubeauth_oidc as oidc;
 #[cfg(feature = "aws")]
 pub use kubeauth_aws as aws;
 
+/// The `azure` provider.
+#[cfg(feature = "azure")]
+pub use kubeauth_azure as azure;
+
 /// The `googleServiceAccount` provider.
 #[cfg(feature = "google-service-account")]
 pub use kubeauth_google_service_account as google_service_account;

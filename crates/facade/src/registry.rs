@@ -73,7 +73,7 @@ const LOCAL_KUBECTL_PROXY: &str = "localKubectlProxy";
 /// The authentication providers by key (`authProvider` in the config).
 ///
 /// [`Registry::with_defaults`] holds every default provider compiled in (cargo features `service-account`,
-/// `local-kubectl-proxy`, `oidc`, `google`, `aws`, `google-service-account`, all on by default). A custom provider is added beside them under
+/// `local-kubectl-proxy`, `oidc`, `google`, `aws`, `google-service-account`, `azure`, all on by default). A custom provider is added beside them under
 /// its own key; adding under a taken key is an error, and replacing a built-in takes the explicit
 /// `replace_*` call.
 ///
@@ -125,6 +125,9 @@ impl Registry {
             kubeauth_google_service_account::KEY.into(),
             Provider::Server(Arc::new(kubeauth_google_service_account::GoogleServiceAccountProvider::default())),
         );
+        #[cfg(feature = "azure")]
+        providers
+            .insert(kubeauth_azure::KEY.into(), Provider::Server(Arc::new(kubeauth_azure::AzureProvider::default())));
         #[cfg(feature = "aws")]
         providers.insert(kubeauth_aws::KEY.into(), Provider::Server(Arc::new(kubeauth_aws::AwsProvider::new())));
         #[cfg(feature = "google")]
@@ -283,7 +286,10 @@ mod tests {
     fn defaults_are_registered_with_their_sides() {
         let r = Registry::with_defaults();
         let keys: Vec<&str> = r.keys().collect();
-        assert_eq!(keys, ["aws", "google", "googleServiceAccount", "localKubectlProxy", "oidc", "serviceAccount"]);
+        assert_eq!(
+            keys,
+            ["aws", "azure", "google", "googleServiceAccount", "localKubectlProxy", "oidc", "serviceAccount"]
+        );
         assert_eq!(r.get("oidc").unwrap().side(), ProviderSide::Client);
         assert_eq!(r.get("serviceAccount").unwrap().side(), ProviderSide::Server);
     }
@@ -292,7 +298,7 @@ mod tests {
     fn custom_providers_go_beside_the_defaults_and_replace_only_when_asked() {
         let mut r = Registry::with_defaults();
         r.add_server_side("vault", Fixed(Credential::bearer("v"))).unwrap();
-        assert_eq!(r.keys().count(), 7);
+        assert_eq!(r.keys().count(), 8);
         assert_eq!(
             r.add_server_side("serviceAccount", Fixed(Credential::bearer("x"))).unwrap_err(),
             RegistryError::KeyTaken { key: "serviceAccount".into() }

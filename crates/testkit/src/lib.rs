@@ -8,6 +8,7 @@
 //! Dev-only: nothing here is meant for production code.
 
 pub mod aws;
+pub mod azure;
 mod binaries;
 mod cluster;
 pub mod google;

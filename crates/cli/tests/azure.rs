@@ -1,0 +1,132 @@
+//! The `azure` provider through the `kubeauth` command, with the Azure CLI as the credential source (the
+//! seed's walkthrough: `az login`, an AKS cluster with Entra ID, the config as written), against the real
+//! kube-apiserver validating Entra tokens in its TokenReview webhook.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use kubeauth_testkit::azure::{AKS_AUDIENCE, EntraTokens, fake_az};
+use kubeauth_testkit::{TestCluster, TokenReviewWebhook, user};
+
+const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const USER_OID: &str = "4b7f0c1e-5d2a-4c3b-9e8f-0a1b2c3d4e5f";
+const AKS_SCOPE: &str = "6dae42f8-4368-4678-94ff-3960e28e3630/.default";
+
+struct Env {
+    entra: EntraTokens,
+    _webhook: TokenReviewWebhook,
+    cluster: TestCluster,
+}
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        std::thread::spawn(|| {
+            let entra = EntraTokens::new(TENANT);
+            let webhook = TokenReviewWebhook::start(entra.verifier());
+            let cluster = TestCluster::builder().token_webhook(&webhook).start();
+            Env { entra, _webhook: webhook, cluster }
+        })
+        .join()
+        .expect("the Azure test environment")
+    })
+}
+
+/// The seed's config, as written.
+const SEED_CONFIG: &str = r#"
+kubernetes:
+  clusterLocatorMethods:
+    - type: 'config'
+      clusters:
+        - name: My AKS cluster
+          url: ${AZURE_CLUSTER_API_SERVER_ADDRESS}
+          authProvider: azure
+          skipTLSVerify: true
+"#;
+
+/// `kubeauth ARGS` with only the fake `az` as an Azure credential source.
+fn kubeauth(env: &Env, dir: &Path, args: &[&str]) -> Output {
+    let bin = dir.join("bin");
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
+    let mut command = Command::new(KUBEAUTH);
+    command.args(args).current_dir(dir).env_clear();
+    command
+        .env("PATH", path)
+        .env("HOME", dir)
+        .env("KUBEAUTH_CACHE_DIR", dir.join("cache"))
+        .env("AZURE_CLUSTER_API_SERVER_ADDRESS", env.cluster.url())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command.output().expect("run kubeauth")
+}
+
+fn setup(env: &Env, audience: &str, lifetime: i64) -> (tempfile::TempDir, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    let (token, expires_on) = env.entra.mint(USER_OID, audience, lifetime);
+    fake_az(&dir.path().join("bin"), AKS_SCOPE, &token, expires_on, TENANT);
+    std::fs::write(dir.path().join("app-config.yaml"), SEED_CONFIG).unwrap();
+    (dir, expires_on)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn the_seed_walkthrough_works_with_az_login() {
+    let env = env();
+    env.cluster.grant("aks-user-namespaces", user(USER_OID), &["list"], &["namespaces"]).await;
+    let (dir, expires_on) = setup(env, AKS_AUDIENCE, 3600);
+
+    let out = kubeauth(env, dir.path(), &["doctor", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let aks = &report[0];
+    assert_eq!(aks["cluster"], "My AKS cluster");
+    assert_eq!(aks["credential"], "bearer token");
+    assert_eq!(aks["canListNamespaces"], true);
+
+    // `kubeauth token` gives kubectl the token with its real expiry.
+    let out = kubeauth(env, dir.path(), &["token", "--cluster", "My AKS cluster"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let credential: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = jiff::Timestamp::from_second(expires_on as i64).unwrap().to_string();
+    assert_eq!(credential["status"]["expirationTimestamp"], expected);
+    assert!(credential["status"]["token"].as_str().unwrap().starts_with("eyJ"));
+}
+
+#[tokio::test]
+async fn a_wrongly_scoped_or_expired_token_gets_the_api_servers_401() {
+    let env = env();
+    for (what, audience, lifetime) in
+        [("another audience", "api://someone-else", 3600), ("expired", AKS_AUDIENCE, -600)]
+    {
+        let (dir, _) = setup(env, audience, lifetime);
+        let out = kubeauth(env, dir.path(), &["doctor", "-o", "json"]);
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report[0]["failure"]["kind"], "unauthorized", "{what}: {report:#}");
+    }
+}
+
+#[tokio::test]
+async fn a_selected_source_that_is_not_configured_is_named() {
+    let env = env();
+    let (dir, _) = setup(env, AKS_AUDIENCE, 3600);
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        SEED_CONFIG.replace(
+            "authProvider: azure",
+            "authProvider: azure\n          authMetadata:\n            kubernetes.io/azure-credential: clientSecret",
+        ),
+    )
+    .unwrap();
+    let out = kubeauth(env, dir.path(), &["token", "--cluster", "My AKS cluster"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "kubeauth: cluster 'My AKS cluster': authMetadata.kubernetes.io/azure-credential: clientSecret is selected but not configured: AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET not set\n"
+    );
+}
