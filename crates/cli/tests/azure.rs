@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use kubeauth_testkit::azure::{AKS_AUDIENCE, EntraTokens, fake_az};
+use kubeauth_testkit::azure::{AKS_AUDIENCE, FakeEntra, fake_az};
 use kubeauth_testkit::{TestCluster, TokenReviewWebhook, user};
 
 const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
@@ -15,7 +15,7 @@ const USER_OID: &str = "4b7f0c1e-5d2a-4c3b-9e8f-0a1b2c3d4e5f";
 const AKS_SCOPE: &str = "6dae42f8-4368-4678-94ff-3960e28e3630/.default";
 
 struct Env {
-    entra: EntraTokens,
+    entra: FakeEntra,
     _webhook: TokenReviewWebhook,
     cluster: TestCluster,
 }
@@ -24,8 +24,9 @@ fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
         std::thread::spawn(|| {
-            let entra = EntraTokens::new(TENANT);
-            let webhook = TokenReviewWebhook::start(entra.verifier());
+            // The managed identity (and the az user) have USER_OID.
+            let entra = FakeEntra::start(TENANT, USER_OID);
+            let webhook = TokenReviewWebhook::start(entra.tokens().verifier());
             let cluster = TestCluster::builder().token_webhook(&webhook).start();
             Env { entra, _webhook: webhook, cluster }
         })
@@ -48,6 +49,11 @@ kubernetes:
 
 /// `kubeauth ARGS` with only the fake `az` as an Azure credential source.
 fn kubeauth(env: &Env, dir: &Path, args: &[&str]) -> Output {
+    kubeauth_with(env, dir, args, &[])
+}
+
+/// `kubeauth ARGS` with the fake `az` and `extra` environment variables.
+fn kubeauth_with(env: &Env, dir: &Path, args: &[&str], extra: &[(&str, String)]) -> Output {
     let bin = dir.join("bin");
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
     let mut command = Command::new(KUBEAUTH);
@@ -58,13 +64,16 @@ fn kubeauth(env: &Env, dir: &Path, args: &[&str]) -> Output {
         .env("KUBEAUTH_CACHE_DIR", dir.join("cache"))
         .env("AZURE_CLUSTER_API_SERVER_ADDRESS", env.cluster.url())
         .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in extra {
+        command.env(k, v);
+    }
     command.output().expect("run kubeauth")
 }
 
 fn setup(env: &Env, audience: &str, lifetime: i64) -> (tempfile::TempDir, u64) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("bin")).unwrap();
-    let (token, expires_on) = env.entra.mint(USER_OID, audience, lifetime);
+    let (token, expires_on) = env.entra.tokens().mint(USER_OID, audience, lifetime);
     fake_az(&dir.path().join("bin"), AKS_SCOPE, &token, expires_on, TENANT);
     std::fs::write(dir.path().join("app-config.yaml"), SEED_CONFIG).unwrap();
     (dir, expires_on)
@@ -128,5 +137,34 @@ async fn a_selected_source_that_is_not_configured_is_named() {
     assert_eq!(
         text(&out.stderr),
         "kubeauth: cluster 'My AKS cluster': authMetadata.kubernetes.io/azure-credential: clientSecret is selected but not configured: AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET not set\n"
+    );
+}
+
+#[tokio::test]
+async fn a_managed_identity_is_used_where_its_endpoint_is_set() {
+    let env = env();
+    env.cluster.grant("aks-user-namespaces", user(USER_OID), &["list"], &["namespaces"]).await;
+    let (dir, _) = setup(env, AKS_AUDIENCE, 3600);
+    // No az this time: the App Service managed-identity endpoint is the only source.
+    std::fs::remove_file(dir.path().join("bin/az")).unwrap();
+    let managed = [
+        ("IDENTITY_ENDPOINT", env.entra.identity_endpoint()),
+        ("IDENTITY_HEADER", env.entra.identity_header().to_owned()),
+    ];
+    let before = env.entra.requests();
+    let out = kubeauth_with(env, dir.path(), &["doctor", "-o", "json"], &managed);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["canListNamespaces"], true);
+    assert!(env.entra.requests() > before, "the token came from the managed-identity endpoint");
+
+    // Without the header secret, the endpoint refuses: the provider's error, for that cluster.
+    let refused = [("IDENTITY_ENDPOINT", env.entra.identity_endpoint()), ("IDENTITY_HEADER", "wrong".to_owned())];
+    let out = kubeauth_with(env, dir.path(), &["doctor", "-o", "json"], &refused);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["failure"]["kind"], "provider", "{report:#}");
+    assert!(
+        report[0]["failure"]["message"].as_str().unwrap().contains("managedIdentity could not get a token"),
+        "{report:#}"
     );
 }

@@ -14,8 +14,9 @@
 //! 5. `azureDeveloperCli`: `azd` on the PATH (`azd auth login`).
 //!
 //! A source that is not configured says why and the next is tried; one that is configured and fails stops with
-//! its error. Tokens are cached per (source, scope), refreshed 15 minutes before they expire by one caller while
-//! the others keep the current one, kept while still valid if a refresh fails, and each fetch is limited to 10
+//! its error. Tokens are cached per (source, scope), asked for again 15 minutes before they expire by one caller
+//! while the others keep the current one (the SDK's own caching credentials then hand out their current token
+//! until 5 minutes before expiry), kept while still valid if a refresh fails, and each fetch is limited to 10
 //! seconds.
 
 use std::collections::HashMap;

@@ -43,6 +43,8 @@ struct Claims {
     oid: String,
     sub: String,
     tid: String,
+    /// A unique token id, as Entra's `uti`.
+    uti: String,
 }
 
 fn now() -> u64 {
@@ -83,6 +85,7 @@ impl EntraTokens {
             oid: oid.into(),
             sub: oid.into(),
             tid: self.tenant.clone(),
+            uti: crate::pki::random_hex(8),
         };
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
@@ -171,4 +174,263 @@ fn jiff_like_local(epoch: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.000000", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// How the fake token endpoint behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Answer.
+    Normal,
+    /// Answer 503.
+    Fail,
+    /// Never answer.
+    Hang,
+}
+
+struct EntraState {
+    tokens: EntraTokens,
+    url: std::sync::Mutex<String>,
+    secrets: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+    federated: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+    identity_header: String,
+    managed_oid: String,
+    requests: std::sync::atomic::AtomicUsize,
+    behaviour: std::sync::Mutex<Behaviour>,
+    lifetime: std::sync::atomic::AtomicI64,
+}
+
+/// A fake of Entra ID's wire protocol over HTTPS, which azure_identity talks to unmodified through its standard
+/// settings (a custom cloud's authority host, `IDENTITY_ENDPOINT`):
+/// - `POST /{tenant}/oauth2/v2.0/token`: client credentials with `client_secret` or a `client_assertion`
+///   (workload identity's federated token), answered with an RS256 access token for the scope's resource;
+/// - `GET /{tenant}/v2.0/.well-known/openid-configuration` and `/{tenant}/discovery/v2.0/keys` (JWKS);
+/// - `GET /msi/token`: the App Service managed-identity endpoint (`X-IDENTITY-HEADER` required), and
+///   `GET /metadata/identity/oauth2/token`: the IMDS one (`Metadata: true` required).
+///
+/// No Entra ID or IMDS emulator exists; this is the smallest thing that speaks their protocol.
+pub struct FakeEntra {
+    state: std::sync::Arc<EntraState>,
+    ca: crate::pki::TestCa,
+    _server: crate::server::ThreadServer,
+    msi: crate::server::ThreadServer,
+}
+
+impl std::fmt::Debug for FakeEntra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeEntra").field("url", &self.url()).finish_non_exhaustive()
+    }
+}
+
+impl FakeEntra {
+    /// Starts the fake for `tenant`; its managed identity has object id `managed_oid`.
+    pub fn start(tenant: &str, managed_oid: &str) -> Self {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca = crate::pki::TestCa::new("kubeauth-test-entra-ca");
+        let cert = ca.server_cert(&["127.0.0.1"]);
+        let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("cert")];
+        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
+        let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).expect("tls");
+        let state = std::sync::Arc::new(EntraState {
+            tokens: EntraTokens::new(tenant),
+            url: Default::default(),
+            secrets: Default::default(),
+            federated: Default::default(),
+            identity_header: crate::pki::random_hex(16),
+            managed_oid: managed_oid.to_owned(),
+            requests: Default::default(),
+            behaviour: std::sync::Mutex::new(Behaviour::Normal),
+            lifetime: std::sync::atomic::AtomicI64::new(3599),
+        });
+        let serve = |tls: Option<tokio_rustls::TlsAcceptor>| {
+            let served = state.clone();
+            crate::server::ThreadServer::start(tls, move |req| {
+                let state = served.clone();
+                async move { entra_handle(&state, req).await }
+            })
+        };
+        let server = serve(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))));
+        // Managed-identity endpoints are plain HTTP on the host, as App Service's and IMDS are.
+        let msi = serve(None);
+        *state.url.lock().expect("lock") = format!("https://{}", server.addr());
+        Self { state, ca, _server: server, msi }
+    }
+
+    /// The App Service managed-identity endpoint (`IDENTITY_ENDPOINT`), plain HTTP on loopback.
+    pub fn identity_endpoint(&self) -> String {
+        format!("http://{}/msi/token", self.msi.addr())
+    }
+
+    /// The authority host (`https://127.0.0.1:<port>`).
+    pub fn url(&self) -> String {
+        self.state.url.lock().expect("lock").clone()
+    }
+
+    /// The CA of its certificate.
+    pub fn ca(&self) -> &crate::pki::TestCa {
+        &self.ca
+    }
+
+    /// The secret the managed-identity endpoint requires (`IDENTITY_HEADER`).
+    pub fn identity_header(&self) -> &str {
+        &self.state.identity_header
+    }
+
+    /// The signer (for the API server's verifier).
+    pub fn tokens(&self) -> &EntraTokens {
+        &self.state.tokens
+    }
+
+    /// Registers a service principal with a client secret; its tokens carry object id `oid`.
+    pub fn add_client_secret(&self, client_id: &str, secret: &str, oid: &str) {
+        self.state.secrets.lock().expect("lock").insert(client_id.into(), (secret.into(), oid.into()));
+    }
+
+    /// Registers a federated credential: `assertion` (the projected token's content) for `client_id`.
+    pub fn add_federated(&self, client_id: &str, assertion: &str, oid: &str) {
+        self.state.federated.lock().expect("lock").insert(client_id.into(), (assertion.into(), oid.into()));
+    }
+
+    /// How many token requests it has had.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// From now on, answer, fail or hang.
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.state.behaviour.lock().expect("lock") = behaviour;
+    }
+
+    /// The lifetime of the tokens it issues from now on, in seconds.
+    pub fn set_token_lifetime(&self, seconds: i64) {
+        self.state.lifetime.store(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn entra_json(status: u16, body: serde_json::Value) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap_or_default()
+}
+
+fn form_field(form: &str, name: &str) -> Option<String> {
+    form.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| crate::aws::decode(&v.replace('+', " ")).ok()).flatten()
+    })
+}
+
+async fn entra_handle(
+    state: &EntraState,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    use http_body_util::BodyExt as _;
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (metadata, identity_header) = (header("metadata"), header("x-identity-header"));
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let form = String::from_utf8_lossy(&body).into_owned();
+    let tenant = state.tokens.tenant.clone();
+    let url = state.url.lock().expect("lock").clone();
+    let lifetime = state.lifetime.load(std::sync::atomic::Ordering::SeqCst);
+
+    if path == format!("/{tenant}/v2.0/.well-known/openid-configuration") {
+        return entra_json(
+            200,
+            serde_json::json!({
+                "issuer": state.tokens.issuer(),
+                "token_endpoint": format!("{url}/{tenant}/oauth2/v2.0/token"),
+                "jwks_uri": format!("{url}/{tenant}/discovery/v2.0/keys"),
+            }),
+        );
+    }
+    if path == format!("/{tenant}/discovery/v2.0/keys") {
+        return entra_json(200, state.tokens.jwks());
+    }
+
+    let is_token = path == format!("/{tenant}/oauth2/v2.0/token")
+        || path == "/msi/token"
+        || path == "/metadata/identity/oauth2/token";
+    if !is_token {
+        return entra_json(404, serde_json::json!({"error": "not_found"}));
+    }
+    state.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let behaviour = *state.behaviour.lock().expect("lock");
+    match behaviour {
+        Behaviour::Hang => std::future::pending::<()>().await,
+        Behaviour::Fail => {
+            return entra_json(
+                503,
+                serde_json::json!({"error": "temporarily_unavailable", "error_description": "AADSTS90033: A transient error has occurred."}),
+            );
+        }
+        Behaviour::Normal => {}
+    }
+    let resource = |scope: &str| scope.trim_end_matches("/.default").to_owned();
+
+    if path == "/msi/token" || path == "/metadata/identity/oauth2/token" {
+        let allowed = if path == "/msi/token" {
+            identity_header.as_deref() == Some(state.identity_header.as_str())
+        } else {
+            metadata.as_deref() == Some("true")
+        };
+        if !allowed {
+            return entra_json(
+                400,
+                serde_json::json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
+            );
+        }
+        let audience = form_field(&query, "resource").unwrap_or_default();
+        let (token, expires_on) = state.tokens.mint(&state.managed_oid, audience.trim_end_matches('/'), lifetime);
+        return entra_json(
+            200,
+            serde_json::json!({
+                "access_token": token,
+                "expires_on": expires_on.to_string(),
+                "expires_in": lifetime.to_string(),
+                "resource": audience,
+                "token_type": "Bearer",
+            }),
+        );
+    }
+
+    if form_field(&form, "grant_type").as_deref() != Some("client_credentials") {
+        return entra_json(400, serde_json::json!({"error": "unsupported_grant_type"}));
+    }
+    let client_id = form_field(&form, "client_id").unwrap_or_default();
+    let scope = form_field(&form, "scope").unwrap_or_default();
+    let oid = if let Some(secret) = form_field(&form, "client_secret") {
+        match state.secrets.lock().expect("lock").get(&client_id) {
+            Some((known, oid)) if *known == secret => oid.clone(),
+            _ => {
+                return entra_json(
+                    401,
+                    serde_json::json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}),
+                );
+            }
+        }
+    } else if let Some(assertion) = form_field(&form, "client_assertion") {
+        match state.federated.lock().expect("lock").get(&client_id) {
+            Some((known, oid)) if *known == assertion => oid.clone(),
+            _ => {
+                return entra_json(
+                    401,
+                    serde_json::json!({"error": "invalid_client", "error_description": "AADSTS70021: No matching federated identity record found for presented assertion."}),
+                );
+            }
+        }
+    } else {
+        return entra_json(
+            400,
+            serde_json::json!({"error": "invalid_request", "error_description": "AADSTS7000216: 'client_assertion', 'client_secret' or 'request' is required."}),
+        );
+    };
+    let (token, _) = state.tokens.mint(&oid, &resource(&scope), lifetime);
+    entra_json(
+        200,
+        serde_json::json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}),
+    )
 }
