@@ -15,6 +15,7 @@ const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const APP_OID: &str = "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6";
 const WORKLOAD_OID: &str = "1e2f3a4b-5c6d-7e8f-90a1-b2c3d4e5f6a7";
 const MANAGED_OID: &str = "2f3a4b5c-6d7e-8f90-a1b2-c3d4e5f6a7b8";
+const CERT_OID: &str = "3a4b5c6d-7e8f-90a1-b2c3-d4e5f6a7b8c9";
 
 struct Env {
     entra: FakeEntra,
@@ -95,6 +96,32 @@ async fn workload_identity_lists_namespaces() {
         ("AZURE_FEDERATED_TOKEN_FILE", token_file.display().to_string()),
     ];
     assert!(lists_namespaces(env, provider(&env.entra, vars)).await.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn a_service_principal_certificate_lists_namespaces() {
+    let env = env();
+    env.cluster.grant("aks-cert", user(CERT_OID), &["list"], &["namespaces"]).await;
+    let pem = env.entra.add_client_certificate("cert-client-id", CERT_OID);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sp.pem"), pem).unwrap();
+    let vars = vec![
+        ("AZURE_TENANT_ID", TENANT.into()),
+        ("AZURE_CLIENT_ID", "cert-client-id".into()),
+        ("AZURE_CLIENT_CERTIFICATE_PATH", dir.path().join("sp.pem").display().to_string()),
+    ];
+    assert!(lists_namespaces(env, provider(&env.entra, vars)).await.unwrap() > 0);
+
+    // A certificate Entra does not know for that client: refused at the token endpoint.
+    let other = counting_fake().add_client_certificate("cert-client-id", CERT_OID);
+    std::fs::write(dir.path().join("other.pem"), other).unwrap();
+    let vars = vec![
+        ("AZURE_TENANT_ID", TENANT.into()),
+        ("AZURE_CLIENT_ID", "cert-client-id".into()),
+        ("AZURE_CLIENT_CERTIFICATE_PATH", dir.path().join("other.pem").display().to_string()),
+    ];
+    let err = provider(&env.entra, vars).credential(&aks()).await.unwrap_err();
+    assert!(kubeauth::report(&err).contains("clientCertificate could not get a token"), "{err}");
 }
 
 #[tokio::test]

@@ -7,6 +7,8 @@
 //! The credential source is the cluster's `kubernetes.io/azure-credential` when set (one of [`Source`]'s names),
 //! else the first available, in this order (like the other Azure SDKs' `DefaultAzureCredential`):
 //! 1. `clientSecret`: `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`;
+//!    `clientCertificate`: `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_CERTIFICATE_PATH` (a PEM file with
+//!    the certificate and its RSA key);
 //! 2. `workloadIdentity`: `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`, `AZURE_TENANT_ID` (AKS workload identity);
 //! 3. `managedIdentity`: only where the environment says there is one (`IDENTITY_ENDPOINT` or `MSI_ENDPOINT`); on a
 //!    virtual machine, select it explicitly: it is never probed blindly;
@@ -18,6 +20,8 @@
 //! while the others keep the current one (the SDK's own caching credentials then hand out their current token
 //! until 5 minutes before expiry), kept while still valid if a refresh fails, and each fetch is limited to 10
 //! seconds.
+
+mod certificate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +57,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Source {
     /// A service principal's client secret from the environment.
     ClientSecret,
+    /// A service principal's client certificate from the environment.
+    ClientCertificate,
     /// A federated token file (AKS workload identity).
     WorkloadIdentity,
     /// The managed identity of the host.
@@ -65,13 +71,20 @@ pub enum Source {
 
 impl Source {
     /// Every source, in the automatic order.
-    pub const ALL: [Source; 5] =
-        [Self::ClientSecret, Self::WorkloadIdentity, Self::ManagedIdentity, Self::AzureCli, Self::AzureDeveloperCli];
+    pub const ALL: [Source; 6] = [
+        Self::ClientSecret,
+        Self::ClientCertificate,
+        Self::WorkloadIdentity,
+        Self::ManagedIdentity,
+        Self::AzureCli,
+        Self::AzureDeveloperCli,
+    ];
 
     /// The name used in `kubernetes.io/azure-credential`.
     pub fn name(self) -> &'static str {
         match self {
             Self::ClientSecret => "clientSecret",
+            Self::ClientCertificate => "clientCertificate",
             Self::WorkloadIdentity => "workloadIdentity",
             Self::ManagedIdentity => "managedIdentity",
             Self::AzureCli => "azureCli",
@@ -194,6 +207,7 @@ impl AzureProvider {
         };
         match source {
             Source::ClientSecret => need(&["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"]),
+            Source::ClientCertificate => need(&["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_CERTIFICATE_PATH"]),
             Source::WorkloadIdentity => need(&["AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_ID", "AZURE_TENANT_ID"]),
             Source::ManagedIdentity => {
                 if self.var("IDENTITY_ENDPOINT").is_some() || self.var("MSI_ENDPOINT").is_some() {
@@ -274,6 +288,32 @@ impl AzureProvider {
                     Some(options),
                 )?
             }
+            Source::ClientCertificate => {
+                let tenant = var("AZURE_TENANT_ID");
+                let path = var("AZURE_CLIENT_CERTIFICATE_PATH");
+                let pem_text = std::fs::read_to_string(&path).map_err(|e| {
+                    azure_core::Error::with_message(
+                        azure_core::error::ErrorKind::Credential,
+                        format!("AZURE_CLIENT_CERTIFICATE_PATH `{path}`: {e}"),
+                    )
+                })?;
+                let audience = format!("{}/{tenant}/oauth2/v2.0/token", self.authority_host());
+                let assertion = certificate::CertificateAssertion::new(&var("AZURE_CLIENT_ID"), audience, &pem_text)
+                    .map_err(|e| {
+                        azure_core::Error::with_message(
+                            azure_core::error::ErrorKind::Credential,
+                            format!("AZURE_CLIENT_CERTIFICATE_PATH `{path}` {e}"),
+                        )
+                    })?;
+                let options =
+                    azure_identity::ClientAssertionCredentialOptions { client_options: self.client_options.clone() };
+                azure_identity::ClientAssertionCredential::new(
+                    tenant,
+                    var("AZURE_CLIENT_ID"),
+                    assertion,
+                    Some(options),
+                )?
+            }
             Source::WorkloadIdentity => {
                 let mut options = azure_identity::WorkloadIdentityCredentialOptions::default();
                 options.credential_options.client_options = self.client_options.clone();
@@ -294,6 +334,20 @@ impl AzureProvider {
         };
         built.insert(key, credential.clone());
         Ok(credential)
+    }
+
+    /// The authority host the SDK sends token requests to: a custom cloud's, else `AZURE_AUTHORITY_HOST`, else
+    /// Entra's public one.
+    fn authority_host(&self) -> String {
+        let custom = self.client_options.cloud.as_deref().and_then(|cloud| match cloud {
+            azure_core::cloud::CloudConfiguration::Custom(c) => Some(c.authority_host.clone()),
+            _ => None,
+        });
+        custom
+            .or_else(|| self.var("AZURE_AUTHORITY_HOST"))
+            .unwrap_or_else(|| "https://login.microsoftonline.com".into())
+            .trim_end_matches('/')
+            .to_owned()
     }
 
     async fn fetch(
@@ -495,6 +549,7 @@ mod tests {
         let text = err.to_string();
         for expected in [
             "clientSecret: AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET not set",
+            "clientCertificate: AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_CERTIFICATE_PATH not set",
             "workloadIdentity: AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID, AZURE_TENANT_ID not set",
             "managedIdentity: no IDENTITY_ENDPOINT or MSI_ENDPOINT",
             "azureCli: az is not on the PATH",
@@ -531,6 +586,10 @@ mod tests {
         let issues =
             AzureProvider::builder().env(|_| None).build().validate_cluster(&cluster(&[(CREDENTIAL, "devicecode")]));
         assert_eq!(issues[0].key, "authMetadata.kubernetes.io/azure-credential");
-        assert!(issues[0].message.contains("one of clientSecret, workloadIdentity"), "{}", issues[0].message);
+        assert!(
+            issues[0].message.contains("one of clientSecret, clientCertificate, workloadIdentity"),
+            "{}",
+            issues[0].message
+        );
     }
 }

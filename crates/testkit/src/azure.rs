@@ -192,6 +192,7 @@ struct EntraState {
     url: std::sync::Mutex<String>,
     secrets: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
     federated: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+    certificates: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
     identity_header: String,
     managed_oid: String,
     requests: std::sync::atomic::AtomicUsize,
@@ -236,6 +237,7 @@ impl FakeEntra {
             url: Default::default(),
             secrets: Default::default(),
             federated: Default::default(),
+            certificates: Default::default(),
             identity_header: crate::pki::random_hex(16),
             managed_oid: managed_oid.to_owned(),
             requests: Default::default(),
@@ -289,6 +291,17 @@ impl FakeEntra {
     /// Registers a federated credential: `assertion` (the projected token's content) for `client_id`.
     pub fn add_federated(&self, client_id: &str, assertion: &str, oid: &str) {
         self.state.federated.lock().expect("lock").insert(client_id.into(), (assertion.into(), oid.into()));
+    }
+
+    /// Registers a service principal with a client certificate; returns the PEM file (certificate and RSA key)
+    /// for `AZURE_CLIENT_CERTIFICATE_PATH`.
+    pub fn add_client_certificate(&self, client_id: &str, oid: &str) -> String {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("an RSA key");
+        let mut params = rcgen::CertificateParams::new(vec!["kubeauth-test-client".into()]).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, client_id);
+        let cert = params.self_signed(&key).expect("a certificate");
+        self.state.certificates.lock().expect("lock").insert(client_id.into(), (key.public_key_pem(), oid.into()));
+        format!("{}{}", cert.pem(), key.serialize_pem())
     }
 
     /// How many token requests it has had.
@@ -409,6 +422,24 @@ async fn entra_handle(
                 return entra_json(
                     401,
                     serde_json::json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}),
+                );
+            }
+        }
+    } else if let Some(assertion) = form_field(&form, "client_assertion")
+        && let Some((public, oid)) = state.certificates.lock().expect("lock").get(&client_id).cloned()
+    {
+        // A certificate's assertion: RS256 by the registered key, for this token endpoint, from this client.
+        let audience = format!("{url}/{tenant}/oauth2/v2.0/token");
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[audience.as_str()]);
+        validation.set_issuer(&[client_id.as_str()]);
+        let key = DecodingKey::from_rsa_pem(public.as_bytes()).expect("the registered key");
+        match jsonwebtoken::decode::<serde_json::Value>(&assertion, &key, &validation) {
+            Ok(data) if data.claims["sub"] == client_id.as_str() => oid,
+            _ => {
+                return entra_json(
+                    401,
+                    serde_json::json!({"error": "invalid_client", "error_description": "AADSTS700027: Client assertion contains an invalid signature."}),
                 );
             }
         }

@@ -33,7 +33,7 @@ log=$1; cleanup=$2; shift 2
 rm -f "$log.exited"
 "$@" >"$log" 2>&1 </dev/null &
 child=$!
-( while kill -0 "$child" 2>/dev/null; do sleep 0.2; done; touch "$log.exited" ) &
+( while kill -0 "$child" 2>/dev/null; do sleep 0.2; done; touch "$log.exited" 2>/dev/null ) &
 watcher=$!
 cat >/dev/null
 kill -TERM "$child" 2>/dev/null
