@@ -44,6 +44,17 @@ pub const CREDENTIAL: &str = "kubernetes.io/azure-credential";
 
 /// kubeauth: the client id of a user-assigned managed identity.
 pub const MANAGED_IDENTITY_CLIENT_ID: &str = "kubernetes.io/azure-managed-identity-client-id";
+/// kubeauth: the object (principal) id of a user-assigned managed identity.
+pub const MANAGED_IDENTITY_OBJECT_ID: &str = "kubernetes.io/azure-managed-identity-object-id";
+/// kubeauth: the Azure resource id of a user-assigned managed identity.
+pub const MANAGED_IDENTITY_RESOURCE_ID: &str = "kubernetes.io/azure-managed-identity-resource-id";
+
+/// Which user-assigned managed identity a cluster names, if any: (metadata key, id).
+fn managed_identity(cluster: &ClusterDetails) -> Option<(&'static str, &str)> {
+    [MANAGED_IDENTITY_CLIENT_ID, MANAGED_IDENTITY_OBJECT_ID, MANAGED_IDENTITY_RESOURCE_ID]
+        .into_iter()
+        .find_map(|key| cluster.auth_metadata.get(key).map(|id| (key, id.as_str())))
+}
 
 /// Tokens are replaced this long before they expire (as Backstage does).
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(15 * 60);
@@ -100,7 +111,7 @@ impl Source {
 
 type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// The SDK credentials made so far, per source and managed identity.
+/// The SDK credentials made so far, per source and managed identity (`key=id`).
 type Built = HashMap<(Source, Option<String>), Arc<dyn TokenCredential>>;
 
 /// The `azure` provider. See the [crate docs](crate).
@@ -266,12 +277,12 @@ impl AzureProvider {
     async fn credential_for(
         &self,
         source: Source,
-        managed_id: Option<&str>,
+        managed_id: Option<(&str, &str)>,
     ) -> azure_core::Result<Arc<dyn TokenCredential>> {
         if let Some(given) = self.given.get(&source) {
             return Ok(given.clone());
         }
-        let key = (source, managed_id.map(str::to_owned));
+        let key = (source, managed_id.map(|(k, id)| format!("{k}={id}")));
         let mut built = self.built.lock().await;
         if let Some(credential) = built.get(&key) {
             return Ok(credential.clone());
@@ -325,7 +336,11 @@ impl AzureProvider {
             Source::ManagedIdentity => {
                 let options = azure_identity::ManagedIdentityCredentialOptions {
                     client_options: self.client_options.clone(),
-                    user_assigned_id: managed_id.map(|id| azure_identity::UserAssignedId::ClientId(id.to_owned())),
+                    user_assigned_id: managed_id.map(|(key, id)| match key {
+                        MANAGED_IDENTITY_OBJECT_ID => azure_identity::UserAssignedId::ObjectId(id.to_owned()),
+                        MANAGED_IDENTITY_RESOURCE_ID => azure_identity::UserAssignedId::ResourceId(id.to_owned()),
+                        _ => azure_identity::UserAssignedId::ClientId(id.to_owned()),
+                    }),
                 };
                 azure_identity::ManagedIdentityCredential::new(Some(options))?
             }
@@ -354,7 +369,7 @@ impl AzureProvider {
         &self,
         cluster: &ClusterDetails,
         source: Source,
-        managed_id: Option<&str>,
+        managed_id: Option<(&str, &str)>,
         scope: &str,
     ) -> Result<Credential, Error> {
         let failed = |message: String| Error::Provider {
@@ -384,10 +399,10 @@ impl ServerSideProvider for AzureProvider {
         Box::pin(async move {
             let scope = cluster.auth_metadata.get(metadata::AZURE_SCOPE).map(String::as_str).unwrap_or(AKS_SCOPE);
             let source = self.source(cluster)?;
-            let managed_id = cluster.auth_metadata.get(MANAGED_IDENTITY_CLIENT_ID).map(String::as_str);
+            let managed_id = managed_identity(cluster);
             let span = tracing::debug_span!("azure", cluster = %cluster.name, source = source.name(), %scope);
             let _entered = span.enter();
-            let cache = self.tokens.cache((source, managed_id.map(str::to_owned), scope.to_owned()));
+            let cache = self.tokens.cache((source, managed_id.map(|(k, id)| format!("{k}={id}")), scope.to_owned()));
             Ok(cache.get(|| self.fetch(cluster, source, managed_id, scope)).await?.credential)
         })
     }
@@ -401,6 +416,16 @@ impl ServerSideProvider for AzureProvider {
             issues.push(ValidationIssue::new(
                 format!("authMetadata.{CREDENTIAL}"),
                 format!("`{name}` is not a credential source; one of {}", names.join(", ")),
+            ));
+        }
+        let ids = [MANAGED_IDENTITY_CLIENT_ID, MANAGED_IDENTITY_OBJECT_ID, MANAGED_IDENTITY_RESOURCE_ID]
+            .into_iter()
+            .filter(|k| cluster.auth_metadata.contains_key(*k))
+            .count();
+        if ids > 1 {
+            issues.push(ValidationIssue::new(
+                format!("authMetadata.{MANAGED_IDENTITY_CLIENT_ID}"),
+                "name the managed identity once: by client id, object id or resource id",
             ));
         }
         if let Some(scope) = cluster.auth_metadata.get(metadata::AZURE_SCOPE)
@@ -578,6 +603,17 @@ mod tests {
         assert_eq!(
             err,
             "cluster 'aks-prod': authMetadata.kubernetes.io/azure-credential: workloadIdentity is selected but not configured: AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID not set"
+        );
+    }
+
+    #[test]
+    fn a_managed_identity_is_named_once() {
+        let provider = AzureProvider::builder().env(|_| None).build();
+        let c = cluster(&[(MANAGED_IDENTITY_CLIENT_ID, "a"), (MANAGED_IDENTITY_RESOURCE_ID, "/subscriptions/x")]);
+        assert_eq!(provider.validate_cluster(&c)[0].key, "authMetadata.kubernetes.io/azure-managed-identity-client-id");
+        assert_eq!(
+            managed_identity(&cluster(&[(MANAGED_IDENTITY_OBJECT_ID, "o")])),
+            Some((MANAGED_IDENTITY_OBJECT_ID, "o"))
         );
     }
 
