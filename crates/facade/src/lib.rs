@@ -11,13 +11,14 @@
 //! the cluster's `authProvider` → [`Credential`] → [`CredentialLayer`] applies it to each HTTP request.
 //!
 //! ```no_run
-//! use kubeauth::{AppConfig, CombinedLocator, Registry, RequestAuth, ResolveContext};
+//! use kubeauth::{AppConfig, Registry, RequestAuth, ResolveContext};
 //! use k8s_openapi::api::core::v1::Namespace;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = AppConfig::from_file("app-config.yaml".as_ref())?;
-//! let clusters = CombinedLocator::from_config(&config, &ResolveContext::from_process_env())?.clusters().await?;
-//! let registry = Registry::with_defaults();
+//! let env = ResolveContext::from_process_env();
+//! let registry = Registry::from_config(&config, &env)?;
+//! let clusters = kubeauth::locator(&config, &env, &registry)?.clusters().await?;
 //! for cluster in &clusters {
 //!     let client = registry.kube_client(cluster, &RequestAuth::none()).await?;
 //!     let namespaces = kube::Api::<Namespace>::all(client).list(&Default::default()).await?;
