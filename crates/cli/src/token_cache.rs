@@ -111,15 +111,6 @@ impl DiskCache {
         Ok(file)
     }
 
-    /// Removes every cached credential.
-    #[allow(dead_code)]
-    pub(crate) fn clear(&self) -> std::io::Result<()> {
-        match std::fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
-    }
-
     fn create_dir(&self) -> std::io::Result<()> {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)
     }
