@@ -41,7 +41,10 @@ for _ in $(seq 50); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
 kill -KILL "$child" 2>/dev/null
 kill "$watcher" 2>/dev/null
 wait 2>/dev/null
-[ -n "$cleanup" ] && rm -rf "$cleanup"
+# Other servers may share the folder and still be stopping: retry until it is gone.
+if [ -n "$cleanup" ]; then
+  for _ in $(seq 40); do rm -rf "$cleanup" 2>/dev/null && [ ! -e "$cleanup" ] && break; sleep 0.25; done
+fi
 exit 0
 "#;
 
