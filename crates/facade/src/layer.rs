@@ -72,7 +72,7 @@ impl ReplayableBody for http_body_util::Empty<Bytes> {
     }
 }
 
-/// Applies a cluster's credential to every request; see the [module docs](self).
+/// Applies a cluster's credential to every request: cached, refreshed ahead of expiry, retried once after a 401.
 #[derive(Clone)]
 pub struct CredentialLayer {
     source: Arc<dyn CredentialSource>,

@@ -1,4 +1,4 @@
-//! A Backstage-compatible authenticating Kubernetes backend, as an axum [`Router`](axum::Router) to embed in a
+//! A Backstage-compatible authenticating Kubernetes backend, as an axum [`axum::Router`] to embed in a
 //! Rust service, or to run with `kubeauth serve`.
 //!
 //! Endpoints (prefix `/api/kubernetes`, as Backstage's kubernetes backend):
