@@ -26,16 +26,11 @@ struct Env {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        std::thread::spawn(|| {
-            let entra = FakeEntra::start(TENANT, MANAGED_OID);
-            entra.add_client_secret("app-client-id", "app-secret-value", APP_OID);
-            entra.add_federated("workload-client-id", "projected-service-account-token", WORKLOAD_OID);
-            let webhook = TokenReviewWebhook::start(entra.tokens().verifier());
-            let cluster = TestCluster::builder().token_webhook(&webhook).start();
-            Env { entra, _webhook: webhook, cluster }
-        })
-        .join()
-        .expect("the Azure test environment")
+        let entra = FakeEntra::start(TENANT, MANAGED_OID);
+        entra.add_client_secret("app-client-id", "app-secret-value", APP_OID);
+        entra.add_federated("workload-client-id", "projected-service-account-token", WORKLOAD_OID);
+        let (cluster, webhook) = TestCluster::start_with_verifier(entra.tokens().verifier());
+        Env { entra, _webhook: webhook, cluster }
     })
 }
 

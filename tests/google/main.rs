@@ -24,35 +24,30 @@ struct Env {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        std::thread::spawn(|| {
-            let google = FakeGoogle::start();
-            let webhook = TokenReviewWebhook::start(google.verifier());
-            let cluster = TestCluster::builder().token_webhook(&webhook).start();
-            let endpoint = cluster.url().trim_start_matches("https://").to_owned();
-            google.set_clusters(
-                PROJECT,
-                "-",
-                serde_json::json!([
-                    {
-                        "name": "gke-platform",
-                        "endpoint": endpoint,
-                        "location": "europe-west1",
-                        "resourceLabels": {"team": "platform", "env": "test"},
-                        "masterAuth": {"clusterCaCertificate": cluster.ca().ca_data()}
-                    },
-                    {
-                        "name": "gke-data",
-                        "endpoint": "127.0.0.1:9",
-                        "location": "us-central1",
-                        "resourceLabels": {"team": "data"},
-                        "masterAuth": {"clusterCaCertificate": cluster.ca().ca_data()}
-                    }
-                ]),
-            );
-            Env { google, _webhook: webhook, cluster }
-        })
-        .join()
-        .expect("the Google test environment")
+        let google = FakeGoogle::start();
+        let (cluster, webhook) = TestCluster::start_with_verifier(google.verifier());
+        let endpoint = cluster.url().trim_start_matches("https://").to_owned();
+        google.set_clusters(
+            PROJECT,
+            "-",
+            serde_json::json!([
+                {
+                    "name": "gke-platform",
+                    "endpoint": endpoint,
+                    "location": "europe-west1",
+                    "resourceLabels": {"team": "platform", "env": "test"},
+                    "masterAuth": {"clusterCaCertificate": cluster.ca().ca_data()}
+                },
+                {
+                    "name": "gke-data",
+                    "endpoint": "127.0.0.1:9",
+                    "location": "us-central1",
+                    "resourceLabels": {"team": "data"},
+                    "masterAuth": {"clusterCaCertificate": cluster.ca().ca_data()}
+                }
+            ]),
+        );
+        Env { google, _webhook: webhook, cluster }
     })
 }
 

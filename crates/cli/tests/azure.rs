@@ -23,15 +23,10 @@ struct Env {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        std::thread::spawn(|| {
-            // The managed identity (and the az user) have USER_OID.
-            let entra = FakeEntra::start(TENANT, USER_OID);
-            let webhook = TokenReviewWebhook::start(entra.tokens().verifier());
-            let cluster = TestCluster::builder().token_webhook(&webhook).start();
-            Env { entra, _webhook: webhook, cluster }
-        })
-        .join()
-        .expect("the Azure test environment")
+        // The managed identity (and the az user) have USER_OID.
+        let entra = FakeEntra::start(TENANT, USER_OID);
+        let (cluster, webhook) = TestCluster::start_with_verifier(entra.tokens().verifier());
+        Env { entra, _webhook: webhook, cluster }
     })
 }
 

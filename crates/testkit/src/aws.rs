@@ -390,8 +390,7 @@ impl AwsTestEnv {
                 (Self::ROLE_ARN.to_owned(), Self::ROLE_USER.to_owned()),
             ]),
         };
-        let webhook = crate::TokenReviewWebhook::start(verifier);
-        let cluster = crate::TestCluster::builder().token_webhook(&webhook).start();
+        let (cluster, webhook) = crate::TestCluster::start_with_verifier(verifier);
         Self { sts, webhook, cluster }
     }
 

@@ -92,6 +92,20 @@ impl TestCluster {
         started.as_ref().unwrap_or_else(|message| panic!("{message}"))
     }
 
+    /// A cluster whose API server asks `verifier` (through a [`TokenReviewWebhook`]) about the bearer tokens it
+    /// does not know itself. Safe to call from async tests: it starts on a thread of its own.
+    pub fn start_with_verifier(verifier: impl crate::TokenVerifier) -> (TestCluster, TokenReviewWebhook) {
+        let webhook = TokenReviewWebhook::start(verifier);
+        let builder = Self::builder().token_webhook(&webhook);
+        let cluster = std::thread::spawn(move || builder.start()).join().unwrap_or_else(|panic| {
+            panic!(
+                "{}",
+                panic.downcast_ref::<String>().cloned().unwrap_or_else(|| "the test cluster did not start".into())
+            )
+        });
+        (cluster, webhook)
+    }
+
     fn start_with(options: TestClusterBuilder) -> Self {
         let binaries = EnvtestBinaries::require();
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
