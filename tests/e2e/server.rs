@@ -139,3 +139,92 @@ async fn a_client_side_token_travels_in_its_provider_header() {
     let clusters = http::get(&addr, "/api/kubernetes/clusters", &[]).await.unwrap().json();
     assert_eq!(clusters["items"][0]["oidcTokenProvider"], "okta");
 }
+
+#[tokio::test]
+async fn an_entitys_objects_come_from_the_good_cluster_beside_the_bad_ones_error() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+    let env = TestCluster::shared();
+    env.create_namespace("shop").await;
+    let admin = env.admin_client().await;
+    let labels = std::collections::BTreeMap::from([("backstage.io/kubernetes-id".to_owned(), "checkout".to_owned())]);
+    let meta = |name: &str| kube::api::ObjectMeta {
+        name: Some(name.into()),
+        labels: Some(labels.clone()),
+        ..Default::default()
+    };
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "checkout-1", "labels": {"backstage.io/kubernetes-id": "checkout"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.invalid/checkout:1"}]}
+    }))
+    .unwrap();
+    let post = kube::api::PostParams::default();
+    let _ = kube::Api::<Pod>::namespaced(admin.clone(), "shop").create(&post, &pod).await;
+    let cm = ConfigMap { metadata: meta("checkout-config"), ..Default::default() };
+    let _ = kube::Api::<ConfigMap>::namespaced(admin.clone(), "shop").create(&post, &cm).await;
+    let other = ConfigMap {
+        metadata: kube::api::ObjectMeta { name: Some("unrelated".into()), ..Default::default() },
+        ..Default::default()
+    };
+    let _ = kube::Api::<ConfigMap>::namespaced(admin, "shop").create(&post, &other).await;
+
+    let addr = serve(&config(&[
+        cluster_yaml(
+            env,
+            "good",
+            &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
+        ),
+        cluster_yaml(
+            env,
+            "bad",
+            "          authProvider: serviceAccount\n          serviceAccountToken: wrong-token\n",
+        ),
+        cluster_yaml(env, "user-side", "          authProvider: oidc\n          oidcTokenProvider: okta\n"),
+    ]))
+    .await;
+    let body = serde_json::json!({
+        "entity": {"metadata": {"name": "checkout", "annotations": {"backstage.io/kubernetes-id": "checkout", "backstage.io/kubernetes-namespace": "shop"}}},
+        "auth": {}
+    });
+    let answer = http::request(
+        &addr,
+        "POST",
+        "/api/kubernetes/services/checkout",
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let items = answer.json()["items"].as_array().unwrap().clone();
+    let by_name = |name: &str| items.iter().find(|i| i["cluster"]["name"] == name).unwrap().clone();
+
+    let good = by_name("good");
+    assert_eq!(good["errors"], serde_json::json!([]), "{good:#}");
+    let of_type =
+        |t: &str| good["resources"].as_array().unwrap().iter().find(|r| r["type"] == t).unwrap()["resources"].clone();
+    let names = |v: serde_json::Value| {
+        v.as_array().unwrap().iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(of_type("pods")), ["checkout-1"]);
+    assert_eq!(names(of_type("configmaps")), ["checkout-config"], "only the entity's objects");
+    assert_eq!(
+        names(of_type("cronjobs")),
+        Vec::<String>::new(),
+        "an older API version answered where the newer is absent"
+    );
+
+    let bad = by_name("bad");
+    let errors = bad["errors"].as_array().unwrap();
+    assert!(
+        !errors.is_empty() && errors.iter().all(|e| e["errorType"] == "UNAUTHORIZED_ERROR" && e["statusCode"] == 401),
+        "{bad:#}"
+    );
+    assert!(errors.iter().any(|e| e["resourcePath"] == "/api/v1/namespaces/shop/pods"), "{bad:#}");
+
+    let user_side = by_name("user-side");
+    assert_eq!(
+        user_side["errors"][0]["errorType"], "UNAUTHORIZED_ERROR",
+        "no user token: that cluster's error: {user_side:#}"
+    );
+    assert!(user_side["errors"][0]["message"].as_str().unwrap().contains("`auth.oidc.okta`"));
+}

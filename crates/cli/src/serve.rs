@@ -19,7 +19,16 @@ pub(crate) async fn run(config: Option<&Path>, listen: SocketAddr) -> Result<Exi
     let registry = registry(&loaded.config)?;
     let locator = kubeauth::locator(&loaded.config, &ResolveContext::from_process_env(), &registry)
         .map_err(|e| Failure::config(&e))?;
-    let server = KubeauthServer::new(registry, locator);
+    let service_locator = match &loaded.config.kubernetes.service_locator_method {
+        None => kubeauth_server::ServiceLocator::default(),
+        Some(method) => kubeauth_server::ServiceLocator::from_type(&method.kind).ok_or_else(|| {
+            Failure::Config(format!(
+                "kubernetes.serviceLocatorMethod.type: `{}` is not multiTenant or singleTenant",
+                method.kind
+            ))
+        })?,
+    };
+    let server = KubeauthServer::new(registry, locator).with_service_locator(service_locator);
     let clusters = server.check().await.map_err(|e| Failure::config(&e))?;
 
     let listener = tokio::net::TcpListener::bind(listen)

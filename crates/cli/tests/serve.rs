@@ -175,3 +175,21 @@ fn usage_errors_exit_2_and_every_subcommand_has_help() {
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("--listen"));
 }
+
+#[test]
+fn an_unknown_service_locator_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        "kubernetes:\n  serviceLocatorMethod:\n    type: everywhere\n  clusterLocatorMethods:\n    - type: localKubectlProxy\n",
+    )
+    .unwrap();
+    let out = kubeauth(dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("kubernetes.serviceLocatorMethod.type: `everywhere` is not multiTenant or singleTenant"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -33,11 +33,24 @@ pub struct KubernetesConfig {
     /// When a method fails: `false` (default) fails the whole lookup; `true` logs it and goes on with the others.
     #[serde(default)]
     pub cluster_locator_continue_on_error: Option<ConfigBool>,
+    /// Which clusters an entity's objects are looked for in: `multiTenant` (all, the default) or `singleTenant`
+    /// (the one its `backstage.io/kubernetes-cluster` annotation names).
+    #[serde(default)]
+    pub service_locator_method: Option<ServiceLocatorMethod>,
     /// A Google service-account key (the JSON as a string) for the googleServiceAccount provider and the gke
     /// locator (secret).
     #[serde(default)]
     #[schemars(extend("writeOnly" = true))]
     pub google_service_account_credentials: Option<ConfigString>,
+}
+
+/// `kubernetes.serviceLocatorMethod`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLocatorMethod {
+    /// `multiTenant` or `singleTenant`.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// One entry of `clusterLocatorMethods`: `type` and the keys of that type.

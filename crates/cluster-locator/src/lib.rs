@@ -42,7 +42,9 @@ mod local_kubectl_proxy;
 mod value;
 
 pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, LocatorServices};
-pub use config::{AppConfig, ClusterConfig, KubernetesConfig, LocatorMethodConfig, ResourceLabel};
+pub use config::{
+    AppConfig, ClusterConfig, KubernetesConfig, LocatorMethodConfig, ResourceLabel, ServiceLocatorMethod,
+};
 pub use config_locator::ConfigLocator;
 pub use error::LocatorError;
 pub use gke::{AccessTokenSource, GkeLocator, GkeSettings};

@@ -3,6 +3,8 @@
 //!
 //! Endpoints (prefix `/api/kubernetes`, as Backstage's kubernetes backend):
 //! - `GET /clusters`: the located clusters, with their auth provider;
+//! - `POST /services/{serviceId}`: an entity's objects (`{entity, auth}`) from every cluster it runs on, with a
+//!   cluster's failure as that cluster's error entry;
 //! - `ANY /proxy/{path}`: the request, authenticated for the cluster named by the `Backstage-Kubernetes-Cluster`
 //!   header (or the only cluster), forwarded to its API server; the signed-in user's tokens travel in
 //!   `Backstage-Kubernetes-Authorization-<provider>[-<sub>]` headers;
@@ -13,14 +15,16 @@
 
 mod error;
 mod headers;
+mod objects;
 mod proxy;
 mod state;
 
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 
 pub use error::ServerError;
 pub use headers::request_auth_from_headers;
+pub use objects::ServiceLocator;
 pub use state::KubeauthServer;
 
 /// The listen address of `kubeauth serve` when none is given.
@@ -34,6 +38,7 @@ impl KubeauthServer {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(state::readyz))
             .route("/api/kubernetes/clusters", get(state::clusters))
+            .route("/api/kubernetes/services/{service_id}", post(objects::service_objects))
             .route("/api/kubernetes/proxy/{*path}", any(proxy::proxy))
             .with_state(state)
     }

@@ -15,6 +15,7 @@ use crate::ServerError;
 pub struct KubeauthServer {
     registry: Registry,
     locator: CombinedLocator,
+    service_locator: crate::ServiceLocator,
     clients: Mutex<HashMap<String, kube::Client>>,
 }
 
@@ -27,7 +28,26 @@ impl std::fmt::Debug for KubeauthServer {
 impl KubeauthServer {
     /// A server over the clusters `locator` finds, authenticated by `registry`'s providers.
     pub fn new(registry: Registry, locator: CombinedLocator) -> Self {
-        Self { registry, locator, clients: Mutex::new(HashMap::new()) }
+        Self {
+            registry,
+            locator,
+            service_locator: crate::ServiceLocator::default(),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Which clusters an entity's objects are looked for in (`kubernetes.serviceLocatorMethod`).
+    pub fn with_service_locator(mut self, service_locator: crate::ServiceLocator) -> Self {
+        self.service_locator = service_locator;
+        self
+    }
+
+    pub(crate) fn locator(&self) -> &CombinedLocator {
+        &self.locator
+    }
+
+    pub(crate) fn service_locator(&self) -> crate::ServiceLocator {
+        self.service_locator
     }
 
     /// Locates the clusters and validates each against the registry: what `kubeauth serve` runs before it

@@ -1,0 +1,289 @@
+//! `POST /api/kubernetes/services/{serviceId}`: an entity's Kubernetes objects, from every cluster it runs on,
+//! fetched concurrently across clusters and object types. A cluster that fails (no credential, TLS, 401, 403,
+//! network) is an error entry of that cluster, never a failed request.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use futures::future::join_all;
+use kubeauth::{ClusterDetails, RequestAuth};
+use serde::{Deserialize, Serialize};
+
+use crate::{KubeauthServer, ServerError};
+
+/// Which clusters an entity's objects are looked for in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ServiceLocator {
+    /// Every cluster (Backstage's `multiTenant`, the default).
+    #[default]
+    MultiTenant,
+    /// The cluster the entity's `backstage.io/kubernetes-cluster` annotation names (`singleTenant`).
+    SingleTenant,
+}
+
+impl ServiceLocator {
+    /// The locator of `kubernetes.serviceLocatorMethod.type`.
+    pub fn from_type(kind: &str) -> Option<Self> {
+        match kind {
+            "multiTenant" => Some(Self::MultiTenant),
+            "singleTenant" => Some(Self::SingleTenant),
+            _ => None,
+        }
+    }
+}
+
+/// An object type to fetch: its name in the answer, and the API paths to try, newest first (older servers
+/// serve older versions).
+struct ObjectType {
+    name: &'static str,
+    paths: &'static [&'static str],
+}
+
+const OBJECT_TYPES: &[ObjectType] = &[
+    ObjectType { name: "pods", paths: &["/api/v1/pods"] },
+    ObjectType { name: "services", paths: &["/api/v1/services"] },
+    ObjectType { name: "configmaps", paths: &["/api/v1/configmaps"] },
+    ObjectType { name: "limitranges", paths: &["/api/v1/limitranges"] },
+    ObjectType { name: "resourcequotas", paths: &["/api/v1/resourcequotas"] },
+    ObjectType { name: "deployments", paths: &["/apis/apps/v1/deployments"] },
+    ObjectType { name: "replicasets", paths: &["/apis/apps/v1/replicasets"] },
+    ObjectType {
+        name: "horizontalpodautoscalers",
+        paths: &["/apis/autoscaling/v2/horizontalpodautoscalers", "/apis/autoscaling/v2beta2/horizontalpodautoscalers"],
+    },
+    ObjectType { name: "jobs", paths: &["/apis/batch/v1/jobs"] },
+    ObjectType { name: "cronjobs", paths: &["/apis/batch/v1/cronjobs", "/apis/batch/v1beta1/cronjobs"] },
+    ObjectType { name: "ingresses", paths: &["/apis/networking.k8s.io/v1/ingresses"] },
+    ObjectType { name: "statefulsets", paths: &["/apis/apps/v1/statefulsets"] },
+    ObjectType { name: "daemonsets", paths: &["/apis/apps/v1/daemonsets"] },
+];
+
+/// The request: Backstage's `{entity, auth}`.
+#[derive(Deserialize)]
+pub(crate) struct ServiceRequest {
+    entity: Entity,
+    #[serde(default)]
+    auth: RequestAuth,
+}
+
+#[derive(Deserialize, Default)]
+struct Entity {
+    #[serde(default)]
+    metadata: EntityMetadata,
+}
+
+#[derive(Deserialize, Default)]
+struct EntityMetadata {
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterObjects {
+    cluster: ClusterSummary,
+    resources: Vec<Resources>,
+    pod_metrics: Vec<serde_json::Value>,
+    errors: Vec<FetchError>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterSummary {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dashboard_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dashboard_app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dashboard_parameters: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct Resources {
+    #[serde(rename = "type")]
+    kind: String,
+    resources: Vec<serde_json::Value>,
+}
+
+/// One failure, in Backstage's `errorType` terms (plus `FORBIDDEN` for 403).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FetchError {
+    error_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+fn error_type(status: u16) -> &'static str {
+    match status {
+        400 => "BAD_REQUEST",
+        401 => "UNAUTHORIZED_ERROR",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        500 => "SYSTEM_ERROR",
+        _ => "UNKNOWN_ERROR",
+    }
+}
+
+pub(crate) async fn service_objects(
+    State(server): State<Arc<KubeauthServer>>,
+    Path(service_id): Path<String>,
+    Json(request): Json<ServiceRequest>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let metadata = &request.entity.metadata;
+    let annotation = |key: &str| metadata.annotations.get(key).map(String::as_str);
+    let label_selector = match annotation("backstage.io/kubernetes-label-selector") {
+        Some(selector) => selector.to_owned(),
+        None => {
+            format!("backstage.io/kubernetes-id={}", annotation("backstage.io/kubernetes-id").unwrap_or(&service_id))
+        }
+    };
+    let namespace = annotation("backstage.io/kubernetes-namespace").map(str::to_owned);
+    let mut clusters = server.locator().clusters().await?;
+    if server.service_locator() == ServiceLocator::SingleTenant {
+        let wanted = annotation("backstage.io/kubernetes-cluster");
+        clusters.retain(|c| Some(c.name.as_str()) == wanted);
+    }
+    let items = join_all(
+        clusters
+            .iter()
+            .map(|cluster| objects_of(&server, cluster, &request.auth, &label_selector, namespace.as_deref())),
+    )
+    .await;
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+async fn objects_of(
+    server: &KubeauthServer,
+    cluster: &ClusterDetails,
+    auth: &RequestAuth,
+    label_selector: &str,
+    namespace: Option<&str>,
+) -> ClusterObjects {
+    let mut objects = ClusterObjects {
+        cluster: ClusterSummary {
+            name: cluster.name.clone(),
+            title: cluster.title.clone(),
+            dashboard_url: cluster.dashboard_url.clone(),
+            dashboard_app: cluster.dashboard_app.clone(),
+            dashboard_parameters: cluster.dashboard_parameters.clone(),
+        },
+        resources: Vec::new(),
+        pod_metrics: Vec::new(),
+        errors: Vec::new(),
+    };
+    let client = match server.client(cluster, auth).await {
+        Ok(client) => client,
+        Err(error) => {
+            let missing_token = matches!(
+                &error,
+                ServerError::Facade(kubeauth::Error::Auth(kubeauth::core::Error::MissingUserToken { .. }))
+            );
+            objects.errors.push(FetchError {
+                error_type: if missing_token { "UNAUTHORIZED_ERROR" } else { "FETCH_ERROR" },
+                status_code: missing_token.then_some(401),
+                resource_path: None,
+                message: Some(kubeauth::report(&error)),
+            });
+            return objects;
+        }
+    };
+    let query = format!("?labelSelector={}", encode(label_selector));
+    let custom: Vec<(String, String)> = cluster
+        .custom_resources
+        .iter()
+        .map(|c| (c.plural.clone(), format!("/apis/{}/{}/{}", c.group, c.api_version, c.plural)))
+        .collect();
+    let mut fetches: Vec<(String, Vec<String>)> = OBJECT_TYPES
+        .iter()
+        .map(|t| (t.name.to_owned(), t.paths.iter().map(|p| scoped(p, namespace)).collect()))
+        .collect();
+    fetches.extend(custom.into_iter().map(|(name, path)| (name, vec![scoped(&path, namespace)])));
+    let results = join_all(fetches.iter().map(|(name, paths)| fetch(&client, name, paths, &query))).await;
+    for result in results {
+        match result {
+            Ok(resources) => objects.resources.push(resources),
+            Err(error) => objects.errors.push(error),
+        }
+    }
+    objects
+}
+
+/// `/api/v1/pods` → `/api/v1/namespaces/{ns}/pods` when the entity names a namespace.
+fn scoped(path: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => match path.rsplit_once('/') {
+            Some((base, plural)) => format!("{base}/namespaces/{ns}/{plural}"),
+            None => path.to_owned(),
+        },
+        None => path.to_owned(),
+    }
+}
+
+async fn fetch(client: &kube::Client, name: &str, paths: &[String], query: &str) -> Result<Resources, FetchError> {
+    let mut last = None;
+    for path in paths {
+        let request = http::Request::get(format!("{path}{query}")).body(Vec::new()).map_err(|e| FetchError {
+            error_type: "FETCH_ERROR",
+            status_code: None,
+            resource_path: Some(path.clone()),
+            message: Some(e.to_string()),
+        })?;
+        match client.request::<serde_json::Value>(request).await {
+            Ok(list) => {
+                let items = list.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
+                return Ok(Resources { kind: name.to_owned(), resources: items });
+            }
+            // An older API version may be served where the newer is not.
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                last = Some(FetchError {
+                    error_type: "NOT_FOUND",
+                    status_code: Some(404),
+                    resource_path: Some(path.clone()),
+                    message: None,
+                })
+            }
+            Err(kube::Error::Api(status)) => {
+                return Err(FetchError {
+                    error_type: error_type(status.code),
+                    status_code: Some(status.code),
+                    resource_path: Some(path.clone()),
+                    message: None,
+                });
+            }
+            Err(other) => {
+                return Err(FetchError {
+                    error_type: "FETCH_ERROR",
+                    status_code: None,
+                    resource_path: Some(path.clone()),
+                    message: Some(kubeauth::report(&other)),
+                });
+            }
+        }
+    }
+    Err(last.unwrap_or(FetchError {
+        error_type: "NOT_FOUND",
+        status_code: Some(404),
+        resource_path: None,
+        message: None,
+    }))
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
