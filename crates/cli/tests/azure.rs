@@ -163,3 +163,45 @@ async fn a_managed_identity_is_used_where_its_endpoint_is_set() {
         "{report:#}"
     );
 }
+
+#[tokio::test]
+async fn no_token_reaches_the_logs_even_at_trace_level() {
+    let env = env();
+    let (dir, _) = setup(env, AKS_AUDIENCE, 3600);
+    let out = kubeauth_with(
+        env,
+        dir.path(),
+        &["-vv", "token", "--cluster", "My AKS cluster"],
+        &[("RUST_LOG", "trace".into())],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let logs = text(&out.stderr);
+    assert!(logs.lines().count() >= 3, "trace logs were written: {logs}");
+    let credential: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = credential["status"]["token"].as_str().unwrap();
+    // The JWT's signature part alone must not appear either.
+    let signature = token.rsplit('.').next().unwrap();
+    for (what, secret) in [("the token", token), ("its signature", signature)] {
+        if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
+            panic!("{what} is in the logs: {}", line.chars().take(200).collect::<String>());
+        }
+    }
+
+    // The managed-identity path goes over HTTP: its header secret and token stay out of the logs too.
+    std::fs::remove_file(dir.path().join("bin/az")).unwrap();
+    let managed = [
+        ("IDENTITY_ENDPOINT", env.entra.identity_endpoint()),
+        ("IDENTITY_HEADER", env.entra.identity_header().to_owned()),
+        ("RUST_LOG", "trace".to_owned()),
+    ];
+    let out = kubeauth_with(env, dir.path(), &["-vv", "token", "--cluster", "My AKS cluster"], &managed);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let logs = text(&out.stderr);
+    let credential: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = credential["status"]["token"].as_str().unwrap();
+    for (what, secret) in [("the token", token), ("the identity header", env.entra.identity_header())] {
+        if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
+            panic!("{what} is in the logs: {}", line.chars().take(200).collect::<String>());
+        }
+    }
+}

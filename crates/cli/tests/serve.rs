@@ -193,3 +193,79 @@ fn an_unknown_service_locator_exits_2() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn no_token_reaches_the_servers_logs_or_answers_at_trace_level() {
+    let env = TestCluster::shared();
+    env.create_service_account("serve-trace", "reader").await;
+    env.grant(
+        "serve-trace-reader",
+        kubeauth_testkit::service_account("serve-trace", "reader"),
+        &["list"],
+        &["namespaces"],
+    )
+    .await;
+    let user_token = env.service_account_token("serve-trace", "reader").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = |name: &str, auth: &str| {
+        format!(
+            "        - name: {name}\n          url: {}\n          caData: {}\n{auth}",
+            env.url(),
+            env.ca().ca_data()
+        )
+    };
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        format!(
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{}{}",
+            cluster("user", "          authProvider: oidc\n          oidcTokenProvider: okta\n"),
+            cluster(
+                "app",
+                &format!(
+                    "          authProvider: serviceAccount\n          serviceAccountToken: {}\n",
+                    env.admin_token()
+                )
+            ),
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let child = Command::new(KUBEAUTH)
+        .args(["serve", "--listen", &addr])
+        .current_dir(dir.path())
+        .env_remove("KUBEAUTH_CONFIG")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let server = Serving { child, addr };
+    let started = Instant::now();
+    while http::get(&server.addr, "/healthz", &[]).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "kubeauth serve did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut answers = String::new();
+    for (cluster, headers) in [
+        ("user", vec![("Backstage-Kubernetes-Authorization-oidc-okta", user_token.as_str())]),
+        ("user", vec![("Backstage-Kubernetes-Authorization-oidc-okta", "not-a-valid-user-token")]),
+        ("app", vec![("Authorization", "Bearer callers-own-secret-token")]),
+        ("missing", vec![]),
+    ] {
+        let mut all = headers.clone();
+        all.push(("Backstage-Kubernetes-Cluster", cluster));
+        let answer = http::get(&server.addr, "/api/kubernetes/proxy/api/v1/namespaces", &all).await.unwrap();
+        answers.push_str(&answer.text());
+    }
+    drop(server);
+    let logs = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(logs.lines().count() > 20, "trace logs were written");
+    for secret in [user_token.as_str(), "not-a-valid-user-token", "callers-own-secret-token", env.admin_token()] {
+        for (what, text) in [("logs", &logs), ("answers", &answers)] {
+            if let Some(line) = text.lines().find(|l| l.contains(secret)) {
+                panic!("a token is in the {what}: {}", line.chars().take(200).collect::<String>());
+            }
+        }
+    }
+}
