@@ -228,3 +228,23 @@ async fn an_entitys_objects_come_from_the_good_cluster_beside_the_bad_ones_error
     );
     assert!(user_side["errors"][0]["message"].as_str().unwrap().contains("`auth.oidc.okta`"));
 }
+
+#[tokio::test]
+async fn a_watch_streams_through_the_proxy() {
+    let env = TestCluster::shared();
+    let addr = serve(&config(&[cluster_yaml(
+        env,
+        "admin",
+        &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
+    )]))
+    .await;
+    // The API server ends the watch after 2 s; every event arrives as a line of JSON before that.
+    let answer =
+        http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces?watch=1&timeoutSeconds=2", &[]).await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let events: Vec<serde_json::Value> = answer.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        events.iter().any(|e| e["type"] == "ADDED" && e["object"]["metadata"]["name"] == "kube-system"),
+        "{events:?}"
+    );
+}
