@@ -58,7 +58,8 @@ fn kubeconfig(
         if cluster.skip_tls_verify {
             entry.insert("insecure-skip-tls-verify".into(), true.into());
         } else if let Some(der) = cluster.ca_certificates_der().map_err(|e| Failure::config(&e))? {
-            let pem: String = der.iter().map(|d| pem_certificate(d)).collect();
+            let blocks: Vec<pem::Pem> = der.into_iter().map(|d| pem::Pem::new("CERTIFICATE", d)).collect();
+            let pem = pem::encode_many(&blocks);
             entry.insert("certificate-authority-data".into(), base64_pem(&pem).into());
         }
         kube_clusters.push(json!({ "name": cluster.name, "cluster": entry }));
@@ -96,11 +97,4 @@ fn kubeconfig(
         "contexts": contexts,
         "current-context": clusters.first().map(|c| c.name.clone()).unwrap_or_default(),
     }))
-}
-
-fn pem_certificate(der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
-    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
 }

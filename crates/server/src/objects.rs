@@ -198,7 +198,7 @@ async fn objects_of(
             return objects;
         }
     };
-    let query = format!("?labelSelector={}", encode(label_selector));
+    let list = kube::api::ListParams::default().labels(label_selector);
     let custom: Vec<(String, String)> = cluster
         .custom_resources
         .iter()
@@ -209,7 +209,7 @@ async fn objects_of(
         .map(|t| (t.name.to_owned(), t.paths.iter().map(|p| scoped(p, namespace)).collect()))
         .collect();
     fetches.extend(custom.into_iter().map(|(name, path)| (name, vec![scoped(&path, namespace)])));
-    let results = join_all(fetches.iter().map(|(name, paths)| fetch(&client, name, paths, &query))).await;
+    let results = join_all(fetches.iter().map(|(name, paths)| fetch(&client, name, paths, &list))).await;
     for result in results {
         match result {
             Ok(resources) => objects.resources.push(resources),
@@ -230,10 +230,16 @@ fn scoped(path: &str, namespace: Option<&str>) -> String {
     }
 }
 
-async fn fetch(client: &kube::Client, name: &str, paths: &[String], query: &str) -> Result<Resources, FetchError> {
+async fn fetch(
+    client: &kube::Client,
+    name: &str,
+    paths: &[String],
+    list: &kube::api::ListParams,
+) -> Result<Resources, FetchError> {
     let mut last = None;
     for path in paths {
-        let request = http::Request::get(format!("{path}{query}")).body(Vec::new()).map_err(|e| FetchError {
+        // kube's request builder encodes the label selector.
+        let request = kube::core::Request::new(path.as_str()).list(list).map_err(|e| FetchError {
             error_type: "FETCH_ERROR",
             status_code: None,
             resource_path: Some(path.clone()),
@@ -277,13 +283,4 @@ async fn fetch(client: &kube::Client, name: &str, paths: &[String], query: &str)
         resource_path: None,
         message: None,
     }))
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
