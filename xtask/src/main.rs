@@ -99,9 +99,18 @@ fn python_peers() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// The Node.js test peers (oidc-provider) under the cache, installed once per machine.
+fn node_peers() -> Result<PathBuf, String> {
+    let dir = cache_dir().parent().map(|p| p.join("node")).ok_or("no cache folder")?;
+    run(Command::new("bash").arg(root().join("xtask/scripts/provision-node.sh")).arg(&dir))
+        .map_err(|e| format!("{e}\nthe OIDC login tests need oidc-provider from npm; see the messages above"))?;
+    Ok(dir)
+}
+
 fn test(args: &[String]) -> Result<(), String> {
     let bin = envtest()?;
     let python = python_peers()?;
+    let node = node_peers()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let extra: Vec<String> = args.iter().skip_while(|a| *a == "--").cloned().collect();
 
@@ -123,8 +132,9 @@ fn test(args: &[String]) -> Result<(), String> {
     command.current_dir(root()).args(["test", "--workspace", "--locked", "--offline"]).args(&extra);
     test_env(&mut command, &bin);
     command.env("KUBEAUTH_PYTHON_PEERS", &python);
+    command.env("KUBEAUTH_NODE_PEERS", &node);
     let result = run_counting(&mut command);
-    let leftovers = leftover_processes(&bin).and(leftover_processes(&python));
+    let leftovers = leftover_processes(&bin).and(leftover_processes(&python)).and(leftover_processes(&node));
     let totals = result?;
     leftovers?;
     // One closing line for the whole run (cargo's own last line is that of the last crate's doc tests).

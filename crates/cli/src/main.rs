@@ -9,6 +9,7 @@ mod doctor;
 mod exec_credential;
 mod failure;
 mod kubeconfig;
+mod login;
 mod serve;
 mod table;
 mod token;
@@ -74,6 +75,40 @@ enum Command {
         /// The cluster.
         #[arg(long, value_name = "NAME")]
         cluster: String,
+        /// For oidc, google and aks clusters, when a new login is needed and kubectl allows prompting: use the
+        /// device flow (a code to enter on another device) instead of the browser.
+        #[arg(long)]
+        device: bool,
+        /// For oidc, google and aks clusters: print the login URL without starting a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Log in to the identity provider of oidc, google and aks clusters (`kubeauth.login` in the config).
+    Login {
+        /// The identity provider this cluster needs.
+        #[arg(long, value_name = "NAME", conflicts_with = "provider")]
+        cluster: Option<String>,
+        /// The identity provider: `oidc.<name>`, `google` or `aks`. Default: the only one configured.
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
+        /// Use the device flow (a code to enter on another device) instead of the browser.
+        #[arg(long)]
+        device: bool,
+        /// Print the login URL without starting a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Forget the login session of an identity provider, or every session with --all.
+    Logout {
+        /// The identity provider this cluster needs.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["provider", "all"])]
+        cluster: Option<String>,
+        /// The identity provider: `oidc.<name>`, `google` or `aks`.
+        #[arg(long, value_name = "NAME", conflicts_with = "all")]
+        provider: Option<String>,
+        /// Every stored session.
+        #[arg(long)]
+        all: bool,
     },
     /// Write a kubeconfig whose users run `kubeauth token` for the located clusters.
     Kubeconfig {
@@ -132,12 +167,37 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
+fn target<'a>(cluster: Option<&'a str>, provider: Option<&'a str>) -> login::Target<'a> {
+    match (cluster, provider) {
+        (Some(cluster), _) => login::Target::Cluster(cluster),
+        (None, Some(provider)) => login::Target::Provider(provider),
+        (None, None) => login::Target::Default,
+    }
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Clusters { output } => clusters::run(config, output).await,
         Command::Doctor { cluster, output, timeout } => doctor::run(config, cluster.as_deref(), output, timeout).await,
-        Command::Token { cluster } => token::run(config, &cluster).await,
+        Command::Token { cluster, device, no_browser } => {
+            token::run(config, &cluster, login::PromptOptions { device, no_browser }).await
+        }
+        Command::Login { cluster, provider, device, no_browser } => {
+            login::run_login(
+                config,
+                target(cluster.as_deref(), provider.as_deref()),
+                login::PromptOptions { device, no_browser },
+            )
+            .await
+        }
+        Command::Logout { cluster, provider, all } => {
+            let target = if all { None } else { Some(target(cluster.as_deref(), provider.as_deref())) };
+            if target.as_ref().is_some_and(|t| matches!(t, login::Target::Default)) {
+                return Err(Failure::Config("say what to log out of: --cluster, --provider or --all".into()));
+            }
+            login::run_logout(config, target).await
+        }
         Command::Kubeconfig { cluster, output } => kubeconfig::run(config, cluster.as_deref(), output.as_deref()).await,
         Command::Serve { listen } => serve::run(config, listen).await,
         Command::Schema => {

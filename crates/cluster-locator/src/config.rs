@@ -16,6 +16,9 @@ pub struct AppConfig {
     /// Backstage's `kubernetes` section.
     #[serde(default)]
     pub kubernetes: KubernetesConfig,
+    /// kubeauth's own settings (Backstage ignores this section).
+    #[serde(default)]
+    pub kubeauth: KubeauthConfig,
     /// Where the config came from, for messages (`None` for inline text).
     #[serde(skip)]
     #[schemars(skip)]
@@ -42,6 +45,53 @@ pub struct KubernetesConfig {
     #[serde(default)]
     #[schemars(extend("writeOnly" = true))]
     pub google_service_account_credentials: Option<ConfigString>,
+}
+
+/// The `kubeauth` section: settings of kubeauth beyond Backstage's.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubeauthConfig {
+    /// How `kubeauth login` signs the user in, for clusters with a client-side provider (oidc, google, aks).
+    #[serde(default)]
+    pub login: LoginConfig,
+}
+
+/// `kubeauth.login`: one entry per identity provider.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginConfig {
+    /// For `authProvider: oidc` clusters: one entry per `oidcTokenProvider` name (`okta`, `dex`, …).
+    #[serde(default)]
+    pub oidc: BTreeMap<String, LoginProviderConfig>,
+    /// For `authProvider: google` clusters: a Google OAuth client ("Desktop app").
+    pub google: Option<LoginProviderConfig>,
+    /// For `authProvider: aks` clusters: an Entra ID application of the tenant.
+    pub aks: Option<LoginProviderConfig>,
+}
+
+/// One identity provider of `kubeauth.login`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginProviderConfig {
+    /// The issuer URL (required for oidc; google: `https://accounts.google.com`; aks: from `tenantId`).
+    pub issuer: Option<ConfigString>,
+    /// For aks: the Entra ID tenant (required unless `issuer` is given).
+    pub tenant_id: Option<ConfigString>,
+    /// The client (application) id registered at the issuer (required).
+    pub client_id: Option<ConfigString>,
+    /// The client secret, where the issuer requires one for installed applications (Google does) (secret).
+    #[schemars(extend("writeOnly" = true))]
+    pub client_secret: Option<ConfigString>,
+    /// Scopes besides `openid` (oidc default: `offline_access email`; google: `email` and cloud-platform; aks:
+    /// `offline_access` and the AKS `user.read` scope). Replaces the default when given.
+    pub scopes: Option<Vec<ConfigString>>,
+    /// The loopback port of the redirect URI `http://127.0.0.1:<port>/callback` registered at the issuer;
+    /// 0 (default) for any free port, for issuers that accept any loopback port (RFC 8252).
+    pub redirect_port: Option<u16>,
+    /// Which token is sent to the cluster: `idToken` (oidc default) or `accessToken` (google and aks).
+    pub token: Option<ConfigString>,
+    /// A PEM file of CA certificates trusted for the issuer besides the system's.
+    pub ca_file: Option<ConfigString>,
 }
 
 /// `kubernetes.serviceLocatorMethod`.

@@ -43,7 +43,8 @@ mod value;
 
 pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, LocatorServices};
 pub use config::{
-    AppConfig, ClusterConfig, KubernetesConfig, LocatorMethodConfig, ResourceLabel, ServiceLocatorMethod,
+    AppConfig, ClusterConfig, KubeauthConfig, KubernetesConfig, LocatorMethodConfig, LoginConfig, LoginProviderConfig,
+    ResourceLabel, ServiceLocatorMethod,
 };
 pub use config_locator::ConfigLocator;
 pub use error::LocatorError;

@@ -40,7 +40,8 @@ impl ResolveContext {
         (self.env)(name)
     }
 
-    pub(crate) fn path(&self, path: &str) -> PathBuf {
+    /// A path from the config: relative ones are relative to the config file's folder.
+    pub fn path(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
         if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
     }

@@ -31,6 +31,8 @@ mod client;
 mod configured;
 mod error;
 mod layer;
+#[cfg(feature = "login")]
+pub mod login;
 mod registry;
 
 pub use client::connection_config;

@@ -128,6 +128,9 @@ impl Registry {
         #[cfg(feature = "azure")]
         providers
             .insert(kubeauth_azure::KEY.into(), Provider::Server(Arc::new(kubeauth_azure::AzureProvider::default())));
+        #[cfg(feature = "azure")]
+        providers
+            .insert(kubeauth_azure::AksProvider::KEY.into(), Provider::Client(Arc::new(kubeauth_azure::AksProvider)));
         #[cfg(feature = "aws")]
         providers.insert(kubeauth_aws::KEY.into(), Provider::Server(Arc::new(kubeauth_aws::AwsProvider::new())));
         #[cfg(feature = "google")]

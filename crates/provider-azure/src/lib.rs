@@ -21,7 +21,10 @@
 //! until 5 minutes before expiry), kept while still valid if a refresh fails, and each fetch is limited to 10
 //! seconds.
 
+mod aks;
 mod certificate;
+
+pub use aks::AksProvider;
 
 use std::collections::HashMap;
 use std::sync::Arc;

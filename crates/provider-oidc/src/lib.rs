@@ -4,6 +4,9 @@
 //! provider's token it accepts (`oidcTokenProvider`, e.g. `okta`); the token travels with the request under
 //! `auth.oidc.<oidcTokenProvider>` (in the proxy, the header `Backstage-Kubernetes-Authorization-oidc-okta`).
 
+#[cfg(feature = "login")]
+pub mod login;
+
 use std::collections::BTreeMap;
 
 use kubeauth_core::{

@@ -13,6 +13,7 @@ mod binaries;
 mod cluster;
 pub mod google;
 pub mod http;
+pub mod oidc;
 pub mod pki;
 mod process;
 mod server;

@@ -1,0 +1,53 @@
+//! The `aks` provider: the signed-in user's Entra ID access token for AKS.
+//!
+//! A client-side provider, as Backstage's: the cluster sees the user. The token travels with the request under
+//! `auth.aks` (in the proxy, the header `Backstage-Kubernetes-Authorization-aks`); it is an access token for the
+//! AKS server application (scope `6dae42f8-4368-4678-94ff-3960e28e3630/user.read`).
+
+use kubeauth_core::{ClientSideProvider, ClusterDetails, Credential, CredentialFuture, Error, RequestAuth};
+
+/// The `aks` provider.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AksProvider;
+
+impl AksProvider {
+    /// The provider key, as written in `authProvider`.
+    pub const KEY: &'static str = "aks";
+}
+
+impl ClientSideProvider for AksProvider {
+    fn credential<'a>(&'a self, cluster: &'a ClusterDetails, auth: &'a RequestAuth) -> CredentialFuture<'a> {
+        Box::pin(async move {
+            match auth.token(Self::KEY) {
+                Some(token) => Ok(Credential::bearer(token)),
+                None => Err(Error::MissingUserToken {
+                    cluster: cluster.name.clone(),
+                    provider: Self::KEY.into(),
+                    path: Self::KEY.into(),
+                }),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kubeauth_core::ExposeSecret as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn takes_the_token_under_auth_aks() {
+        let cluster = ClusterDetails::new("aks-1", "https://aks-1.hcp.westeurope.azmk8s.io");
+        let auth: RequestAuth = serde_json::from_str(r#"{"aks":"user-entra-token","google":"other"}"#).unwrap();
+        match AksProvider.credential(&cluster, &auth).await {
+            Ok(Credential::BearerToken { token, .. }) => assert_eq!(token.expose_secret(), "user-entra-token"),
+            other => panic!("{other:?}"),
+        }
+        let err = AksProvider.credential(&cluster, &RequestAuth::none()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cluster 'aks-1': the aks provider needs the user's token under `auth.aks` of the request, and there is none"
+        );
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Node.js test peers outside the repository, installed once per machine:
+# - panva's oidc-provider, a certified OpenID provider (the issuer of the client-side login tests).
+# Usage: provision-node.sh CACHE_DIR
+set -euo pipefail
+cache=${1:?usage: provision-node.sh CACHE_DIR}
+log() { printf 'node peers: %s\n' "$*" >&2; }
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    log "installing nodejs and npm with apt"
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get install -y -q nodejs npm >&2
+  else
+    log "node and npm are needed (Node.js 20 or later); install them and run again"; exit 1
+  fi
+fi
+
+install() {
+  local name=$1 spec=$2
+  local dir="$cache/$name"
+  local stamp="$dir/.kubeauth-$(printf '%s' "$spec" | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  log "installing $spec into $dir"
+  rm -rf "$dir"; mkdir -p "$dir"
+  printf '{"name":"kubeauth-test-peer-%s","private":true}\n' "$name" > "$dir/package.json"
+  (cd "$dir" && npm install --silent --no-audit --no-fund "$spec" >&2)
+  touch "$stamp"
+}
+
+mkdir -p "$cache"
+install oidc-provider 'oidc-provider@9.13.3'
+log "ready in $cache"
