@@ -156,7 +156,7 @@ pub struct ClusterConfig {
     /// Display name.
     pub title: Option<ConfigString>,
     /// The key of the authentication provider: serviceAccount, localKubectlProxy, aws, azure,
-    /// googleServiceAccount, google, oidc, or a custom provider's key (required).
+    /// googleServiceAccount, google, oidc, aks, or a custom provider's key (required).
     pub auth_provider: Option<ConfigString>,
     /// Provider settings, merged over the keys above (secret: values may be credentials).
     #[schemars(extend("writeOnly" = true))]

@@ -291,9 +291,10 @@ mod tests {
         let keys: Vec<&str> = r.keys().collect();
         assert_eq!(
             keys,
-            ["aws", "azure", "google", "googleServiceAccount", "localKubectlProxy", "oidc", "serviceAccount"]
+            ["aks", "aws", "azure", "google", "googleServiceAccount", "localKubectlProxy", "oidc", "serviceAccount"]
         );
         assert_eq!(r.get("oidc").unwrap().side(), ProviderSide::Client);
+        assert_eq!(r.get("aks").unwrap().side(), ProviderSide::Client);
         assert_eq!(r.get("serviceAccount").unwrap().side(), ProviderSide::Server);
     }
 
@@ -301,7 +302,7 @@ mod tests {
     fn custom_providers_go_beside_the_defaults_and_replace_only_when_asked() {
         let mut r = Registry::with_defaults();
         r.add_server_side("vault", Fixed(Credential::bearer("v"))).unwrap();
-        assert_eq!(r.keys().count(), 8);
+        assert_eq!(r.keys().count(), 9);
         assert_eq!(
             r.add_server_side("serviceAccount", Fixed(Credential::bearer("x"))).unwrap_err(),
             RegistryError::KeyTaken { key: "serviceAccount".into() }

@@ -84,9 +84,25 @@ async fn every_docs_config_example_is_valid() {
         if example.yaml.contains("type: gke") {
             continue;
         }
+        // Every identity provider under kubeauth.login has complete settings (a CA file that exists and parses).
+        #[cfg(feature = "login")]
+        for name in kubeauth::login::configured_logins(&config) {
+            let settings = kubeauth::login::login_settings(&config, &ctx, &name)
+                .unwrap_or_else(|e| panic!("{page}: {}", kubeauth::report(&e)));
+            let store = kubeauth::login::SessionStore::new(dir.path().join("sessions"));
+            kubeauth::login::Login::new(settings, store).unwrap_or_else(|e| panic!("{page}: {e}"));
+        }
         let clusters = locator.clusters().await.unwrap_or_else(|e| panic!("{page}: {e}"));
         for cluster in clusters.iter().filter(|c| !NOT_BUILT.contains(&c.auth_provider().unwrap_or_default())) {
             registry.validate(cluster).unwrap_or_else(|e| panic!("{page}: {e}"));
+            // A client-side cluster's identity provider is configured in the same example.
+            #[cfg(feature = "login")]
+            if let Some(name) = kubeauth::login::login_name(cluster)
+                && example.yaml.contains("login:")
+            {
+                kubeauth::login::login_settings(&config, &ctx, &name)
+                    .unwrap_or_else(|e| panic!("{page}: cluster {}: {e}", cluster.name));
+            }
         }
     }
 }

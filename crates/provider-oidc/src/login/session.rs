@@ -183,3 +183,75 @@ impl SessionStore {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn session(token: &str) -> Session {
+        Session {
+            issuer: "https://issuer.example".into(),
+            client_id: "kubeauth".into(),
+            scopes: vec!["email".into()],
+            subject: "alice".into(),
+            email: Some("alice@example.com".into()),
+            id_token: Some(format!("id-{token}")),
+            access_token: format!("access-{token}"),
+            refresh_token: Some(format!("refresh-{token}")),
+            expires_at: 4_000_000_000,
+        }
+    }
+
+    #[test]
+    fn sessions_are_stored_privately_per_issuer_client_and_scopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::new(dir.path().join("sessions"));
+        let settings = LoginSettings::oidc("okta", "https://issuer.example", "kubeauth");
+        assert_eq!(store.read(&settings), None);
+        store.write(&settings, &session("one")).unwrap();
+        assert_eq!(store.read(&settings), Some(session("one")));
+        let path = store.path(&settings);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777, 0o700);
+
+        // Other scopes, client or issuer: another session.
+        let mut other = settings.clone();
+        other.scopes.push("groups".into());
+        assert_ne!(store.path(&other), path);
+        assert_eq!(store.read(&other), None);
+        let other_client = LoginSettings::oidc("okta", "https://issuer.example", "another");
+        assert_ne!(store.path(&other_client), path);
+
+        assert!(store.remove(&settings).unwrap());
+        assert!(!store.remove(&settings).unwrap());
+        store.write(&settings, &session("two")).unwrap();
+        store.write(&other, &session("three")).unwrap();
+        assert_eq!(store.remove_all().unwrap(), 2);
+        assert_eq!(store.read(&other), None);
+    }
+
+    #[test]
+    fn a_file_for_another_issuer_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::new(dir.path());
+        let settings = LoginSettings::oidc("okta", "https://issuer.example", "kubeauth");
+        let mut foreign = session("x");
+        foreign.issuer = "https://elsewhere.example".into();
+        store.write(&settings, &foreign).unwrap();
+        assert_eq!(store.read(&settings), None);
+        std::fs::write(store.path(&settings), "not json").unwrap();
+        assert_eq!(store.read(&settings), None);
+    }
+
+    #[test]
+    fn debug_output_has_no_token() {
+        let text = format!("{:?}", session("s3cr3t"));
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("alice@example.com"));
+        let mut settings = LoginSettings::google("client");
+        settings.client_secret = Some("client-s3cr3t".to_owned().into());
+        assert!(!format!("{settings:?}").contains("client-s3cr3t"));
+    }
+}
