@@ -104,32 +104,31 @@ kubeauth:
         &self,
         env: &'static Env,
         args: &[&str],
-        exec_info: Option<&str>,
+        extra_env: &[(&str, &str)],
         user: &'static str,
     ) -> Output {
         let mut command = self.command(Path::new(KUBEAUTH), args);
-        if let Some(info) = exec_info {
-            command.env("KUBERNETES_EXEC_INFO", info);
-        }
+        command.envs(extra_env.iter().copied());
         let mut child: Child =
             command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run kubeauth");
+        // Read stderr to its end (the command must never block on a full pipe); hand over the URL when seen.
         let stderr = child.stderr.take().unwrap();
-        let (found, lines) = tokio::task::spawn_blocking(move || {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
-            let mut found = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.push(line.clone());
                 let url = line.trim().strip_prefix("kubeauth: or open ").unwrap_or(line.trim());
                 if url.starts_with("https://") {
-                    found = Some(url.to_owned());
-                    break;
+                    let _ = tx.send(url.to_owned());
                 }
+                lines.push(line);
             }
-            (found, lines)
-        })
-        .await
-        .unwrap();
-        let url = found.unwrap_or_else(|| panic!("no login URL on stderr: {lines:?}"));
+            lines
+        });
+        let url = tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| panic!("no login URL on stderr"));
         let page = if url.contains("/device") {
             env.peer.device_login(&url, user).await
         } else {
@@ -137,10 +136,8 @@ kubeauth:
         };
         let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
         assert!(!page.is_empty());
-        let mut stderr_text = lines.join("\n");
-        stderr_text.push('\n');
-        stderr_text.push_str(&String::from_utf8_lossy(&output.stderr));
-        Output { status: output.status, stdout: output.stdout, stderr: stderr_text.into_bytes() }
+        let lines = reader.join().unwrap();
+        Output { status: output.status, stdout: output.stdout, stderr: lines.join("\n").into_bytes() }
     }
 }
 
@@ -163,7 +160,7 @@ async fn after_login_kubectl_is_the_user_and_asks_the_issuer_nothing() {
     env.cluster.grant("oidc-cli-alice", user("oidc:alice"), &["list"], &["namespaces"]).await;
     let ws = Workstation::new(env);
 
-    let login = ws.kubeauth_prompting(env, &["login", "--cluster", "oidc-dev", "--no-browser"], None, "alice").await;
+    let login = ws.kubeauth_prompting(env, &["login", "--cluster", "oidc-dev", "--no-browser"], &[], "alice").await;
     assert!(login.status.success(), "{}", stderr(&login));
     assert!(stdout(&login).starts_with("Logged in to oidc.testidp as alice@example.com;"), "{}", stdout(&login));
     assert!(stderr(&login).contains("open this URL in a browser"), "{}", stderr(&login));
@@ -222,8 +219,14 @@ async fn token_logs_in_with_the_device_flow_when_prompting_is_allowed() {
     let env = env();
     env.cluster.grant("oidc-cli-bob", user("oidc:bob"), &["list"], &["namespaces"]).await;
     let ws = Workstation::new(env);
-    let out =
-        ws.kubeauth_prompting(env, &["token", "--cluster", "oidc-dev", "--device"], Some(INTERACTIVE), "bob").await;
+    let out = ws
+        .kubeauth_prompting(
+            env,
+            &["token", "--cluster", "oidc-dev", "--device"],
+            &[("KUBERNETES_EXEC_INFO", INTERACTIVE), ("RUST_LOG", "trace")],
+            "bob",
+        )
+        .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("enter the code"), "{}", stderr(&out));
     let credential: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -238,7 +241,21 @@ async fn token_logs_in_with_the_device_flow_when_prompting_is_allowed() {
     let list = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client).list(&Default::default()).await;
     assert!(list.is_ok(), "{list:?}");
 
-    // And the token is never in the log, even at trace level.
+    // No token of the session was logged during the login at trace level.
+    let sessions = ws.path().join("cache/sessions");
+    let file = std::fs::read_dir(&sessions)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    for key in ["idToken", "accessToken", "refreshToken"] {
+        let secret = stored[key].as_str().unwrap_or_else(|| panic!("{key} stored"));
+        assert!(!stderr(&out).contains(secret), "{key} is not logged");
+    }
+    assert!(stderr(&out).contains("TRACE"), "trace logging was on");
+
+    // And the token is never in the log of a later call, even at trace level.
     let mut command = ws.command(Path::new(KUBEAUTH), &["token", "--cluster", "oidc-dev"]);
     let traced = command.env("KUBERNETES_EXEC_INFO", NON_INTERACTIVE).env("RUST_LOG", "trace").output().unwrap();
     assert!(traced.status.success(), "{}", stderr(&traced));
