@@ -9,13 +9,14 @@ use crate::context::{load_config, registry};
 use crate::failure::Failure;
 
 pub(crate) async fn run(config: Option<&Path>, listen: SocketAddr) -> Result<ExitCode, Failure> {
-    if !listen.ip().is_loopback() {
+    let loaded = load_config(config)?;
+    let tokens = api_tokens(&loaded.config)?;
+    if !listen.ip().is_loopback() && tokens.is_empty() {
         return Err(Failure::Config(format!(
-            "refusing to listen on {listen}: the proxy authenticates with the server's own credentials and the API \
-             has no authentication of its callers yet; listen on a loopback address"
+            "kubeauth.server.auth.bearerTokens: required to listen on {listen}, a non-loopback address: the proxy \
+             authenticates with the server's own credentials, so its callers must authenticate too"
         )));
     }
-    let loaded = load_config(config)?;
     let registry = registry(&loaded.config)?;
     let locator = kubeauth::locator(&loaded.config, &ResolveContext::from_process_env(), &registry)
         .map_err(|e| Failure::config(&e))?;
@@ -28,7 +29,7 @@ pub(crate) async fn run(config: Option<&Path>, listen: SocketAddr) -> Result<Exi
             ))
         })?,
     };
-    let server = KubeauthServer::new(registry, locator).with_service_locator(service_locator);
+    let server = KubeauthServer::new(registry, locator).with_service_locator(service_locator).with_api_tokens(tokens);
     let clusters = server.check().await.map_err(|e| Failure::config(&e))?;
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -43,6 +44,25 @@ pub(crate) async fn run(config: Option<&Path>, listen: SocketAddr) -> Result<Exi
         .map_err(|e| Failure::Runtime(format!("server failed: {e}")))?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tokens of `kubeauth.server.auth.bearerTokens`; an empty one is an error.
+fn api_tokens(config: &kubeauth::AppConfig) -> Result<kubeauth_server::ApiTokens, Failure> {
+    let Some(auth) = &config.kubeauth.server.auth else { return Ok(kubeauth_server::ApiTokens::default()) };
+    let ctx = config.resolve_context(&ResolveContext::from_process_env());
+    let mut tokens = Vec::new();
+    for (i, value) in auth.bearer_tokens.iter().enumerate() {
+        let key = format!("kubeauth.server.auth.bearerTokens[{i}]");
+        let token = value.resolve(&ctx).map_err(|m| Failure::Config(format!("{key}: {m}")))?;
+        if token.trim().len() < 16 {
+            return Err(Failure::Config(format!("{key}: too short (at least 16 characters)")));
+        }
+        tokens.push(token.into());
+    }
+    if tokens.is_empty() {
+        return Err(Failure::Config("kubeauth.server.auth.bearerTokens: empty; give at least one token".into()));
+    }
+    Ok(kubeauth_server::ApiTokens::new(tokens))
 }
 
 async fn shutdown_signal() {

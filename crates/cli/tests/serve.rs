@@ -164,7 +164,72 @@ fn listening_beyond_loopback_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = kubeauth(dir.path(), &["serve", "--listen", "0.0.0.0:7007"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to listen on 0.0.0.0:7007"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("kubeauth.server.auth.bearerTokens: required to listen on 0.0.0.0:7007, a non-loopback address"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A token that is too short is refused before anything starts.
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        "kubeauth:\n  server:\n    auth:\n      bearerTokens: [short]\n",
+    )
+    .unwrap();
+    let out = kubeauth(dir.path(), &["serve", "--listen", "0.0.0.0:7007"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kubeauth.server.auth.bearerTokens[0]: too short"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn with_api_tokens_callers_must_present_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: localKubectlProxy\nkubeauth:\n  server:\n    auth:\n      bearerTokens:\n        - ${API_TOKEN_ONE}\n        - second-token-0123456789\n",
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(KUBEAUTH)
+        .args(["serve", "--listen", &addr])
+        .current_dir(dir.path())
+        .env_remove("KUBEAUTH_CONFIG")
+        .env("API_TOKEN_ONE", "first-token-0123456789")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let serving = Serving { child, addr };
+    let started = Instant::now();
+    while http::get(&serving.addr, "/healthz", &[]).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "kubeauth serve did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let get = |auth: Option<&'static str>| {
+        let addr = serving.addr.clone();
+        async move {
+            let headers: Vec<(&str, &str)> = auth.map(|a| vec![("Authorization", a)]).unwrap_or_default();
+            http::get(&addr, "/api/kubernetes/clusters", &headers).await.unwrap()
+        }
+    };
+    let none = get(None).await;
+    assert_eq!(none.status, 401, "{}", none.text());
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    assert!(none.text().contains("kubeauth.server.auth"), "{}", none.text());
+    assert_eq!(get(Some("Bearer wrong-token-0123456789")).await.status, 401);
+    let first = get(Some("Bearer first-token-0123456789")).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json()["items"][0]["name"], "local");
+    assert_eq!(get(Some("Bearer second-token-0123456789")).await.status, 200);
+    // Health and readiness stay open for probes.
+    assert_eq!(http::get(&serving.addr, "/healthz", &[]).await.unwrap().status, 200);
+    // The proxy is behind the same check.
+    let proxied = http::get(&serving.addr, "/api/kubernetes/proxy/api/v1/namespaces", &[]).await.unwrap();
+    assert_eq!(proxied.status, 401);
 }
 
 #[test]

@@ -54,6 +54,43 @@ pub struct KubeauthConfig {
     /// How `kubeauth login` signs the user in, for clusters with a client-side provider (oidc, google, aks).
     #[serde(default)]
     pub login: LoginConfig,
+    /// `kubeauth serve`: protection of its API.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// How kubeauth reaches the Backstage catalog (the `catalog` locator, and the entity lookups of the
+    /// workloads and custom-resource queries).
+    pub catalog: Option<CatalogConfig>,
+}
+
+/// `kubeauth.server`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Callers of the API must authenticate (off by default on a loopback address; required elsewhere).
+    pub auth: Option<ServerAuthConfig>,
+}
+
+/// `kubeauth.server.auth`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerAuthConfig {
+    /// Callers send one of these in `Authorization: Bearer <token>` (secret). `/healthz` and `/readyz` stay open.
+    #[schemars(extend("writeOnly" = true))]
+    #[serde(default)]
+    pub bearer_tokens: Vec<ConfigString>,
+}
+
+/// `kubeauth.catalog`: the Backstage catalog's HTTP API.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// The Backstage backend's base URL; the catalog is at `<baseUrl>/api/catalog` (required).
+    pub base_url: Option<ConfigString>,
+    /// A token the catalog accepts (a Backstage static external-access token) (secret).
+    #[schemars(extend("writeOnly" = true))]
+    pub token: Option<ConfigString>,
+    /// A PEM file of CA certificates trusted for the catalog besides the system's.
+    pub ca_file: Option<ConfigString>,
 }
 
 /// `kubeauth.login`: one entry per identity provider.

@@ -43,8 +43,8 @@ mod value;
 
 pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, LocatorServices};
 pub use config::{
-    AppConfig, ClusterConfig, KubeauthConfig, KubernetesConfig, LocatorMethodConfig, LoginConfig, LoginProviderConfig,
-    ResourceLabel, ServiceLocatorMethod,
+    AppConfig, CatalogConfig, ClusterConfig, KubeauthConfig, KubernetesConfig, LocatorMethodConfig, LoginConfig,
+    LoginProviderConfig, ResourceLabel, ServerAuthConfig, ServerConfig, ServiceLocatorMethod,
 };
 pub use config_locator::ConfigLocator;
 pub use error::LocatorError;

@@ -13,6 +13,7 @@
 //! Only located clusters are reachable: no URL from a request ever becomes an upstream. Every credential goes
 //! through the facade's credential layer.
 
+mod api_auth;
 mod error;
 mod headers;
 mod objects;
@@ -22,6 +23,7 @@ mod state;
 use axum::Router;
 use axum::routing::{any, get, post};
 
+pub use api_auth::ApiTokens;
 pub use error::ServerError;
 pub use headers::request_auth_from_headers;
 pub use objects::ServiceLocator;
@@ -33,13 +35,17 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7007";
 impl KubeauthServer {
     /// The routes, ready to serve or to nest in a larger application.
     pub fn router(self) -> Router {
+        let tokens = std::sync::Arc::new(self.api_tokens().clone());
         let state = std::sync::Arc::new(self);
-        Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(state::readyz))
+        let api = Router::new()
             .route("/api/kubernetes/clusters", get(state::clusters))
             .route("/api/kubernetes/services/{service_id}", post(objects::service_objects))
             .route("/api/kubernetes/proxy/{*path}", any(proxy::proxy))
+            .route_layer(axum::middleware::from_fn_with_state(tokens, api_auth::require_token));
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(state::readyz))
+            .merge(api)
             .with_state(state)
     }
 }

@@ -16,6 +16,7 @@ pub struct KubeauthServer {
     registry: Registry,
     locator: CombinedLocator,
     service_locator: crate::ServiceLocator,
+    api_tokens: crate::ApiTokens,
     clients: Mutex<HashMap<String, kube::Client>>,
 }
 
@@ -32,6 +33,7 @@ impl KubeauthServer {
             registry,
             locator,
             service_locator: crate::ServiceLocator::default(),
+            api_tokens: crate::ApiTokens::default(),
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -40,6 +42,17 @@ impl KubeauthServer {
     pub fn with_service_locator(mut self, service_locator: crate::ServiceLocator) -> Self {
         self.service_locator = service_locator;
         self
+    }
+
+    /// Callers of the API must present one of these tokens (`Authorization: Bearer …`); `/healthz` and
+    /// `/readyz` stay open. No tokens: the API is open (for a loopback listener).
+    pub fn with_api_tokens(mut self, tokens: crate::ApiTokens) -> Self {
+        self.api_tokens = tokens;
+        self
+    }
+
+    pub(crate) fn api_tokens(&self) -> &crate::ApiTokens {
+        &self.api_tokens
     }
 
     pub(crate) fn locator(&self) -> &CombinedLocator {
