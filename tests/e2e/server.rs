@@ -248,3 +248,155 @@ async fn a_watch_streams_through_the_proxy() {
         "{events:?}"
     );
 }
+
+/// An admin-token server over the shared test cluster.
+async fn admin_server(env: &TestCluster) -> String {
+    serve(&config(&[cluster_yaml(
+        env,
+        "admin",
+        &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
+    )]))
+    .await
+}
+
+/// Sends a raw HTTP/1.1 request and reads the whole answer (the connection is closed by the request).
+async fn raw(addr: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_streamed_through() {
+    let env = TestCluster::shared();
+    env.create_namespace("proxy-stream").await;
+    let addr = admin_server(env).await;
+    let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"streamed"},"data":{"k":"chunked"}}"#;
+    let (first, second) = body.split_at(20);
+    let mut request = format!(
+        "POST /api/kubernetes/proxy/api/v1/namespaces/proxy-stream/configmaps HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in [first, second] {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let answer = raw(&addr, &request).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let read = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces/proxy-stream/configmaps/streamed", &[])
+        .await
+        .unwrap();
+    assert_eq!(read.json()["data"]["k"], "chunked");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_before_it_is_read() {
+    let env = TestCluster::shared();
+    let addr = admin_server(env).await;
+    let request = format!(
+        "POST /api/kubernetes/proxy/api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        20 * 1024 * 1024
+    );
+    let answer = raw(&addr, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("larger than 10485760 bytes"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_websocket_watch_is_upgraded_end_to_end() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let env = TestCluster::shared();
+    let addr = admin_server(env).await;
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "GET /api/kubernetes/proxy/api/v1/namespaces?watch=1&timeoutSeconds=5 HTTP/1.1\r\nHost: {addr}\r\nBackstage-Kubernetes-Cluster: admin\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nOrigin: http://127.0.0.1\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // The API server's handshake answer comes back through the proxy.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // RFC 6455's example key and its accept value: computed by the API server, passed through unchanged.
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    // The first frame: an unmasked text (or binary) frame holding one watch event.
+    let mut header = [0u8; 2];
+    stream.read_exact(&mut header).await.unwrap();
+    assert!(matches!(header[0] & 0x0f, 1 | 2), "opcode {header:?}");
+    assert_eq!(header[1] & 0x80, 0, "server frames are not masked");
+    let length = match header[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            stream.read_exact(&mut b).await.unwrap();
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            stream.read_exact(&mut b).await.unwrap();
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; usize::try_from(length).unwrap()];
+    stream.read_exact(&mut payload).await.unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(event["type"], "ADDED", "{event}");
+    assert_eq!(event["object"]["kind"], "Namespace", "{event}");
+}
+
+#[tokio::test]
+async fn kubectl_exec_goes_through_the_proxy_and_gets_the_api_servers_answer() {
+    use k8s_openapi::api::core::v1::Pod;
+    let env = TestCluster::shared();
+    env.create_namespace("proxy-exec").await;
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell"},
+        "spec": {"containers": [{"name": "sh", "image": "busybox"}]}
+    }))
+    .unwrap();
+    let pods = kube::Api::<Pod>::namespaced(env.admin_client().await, "proxy-exec");
+    let _ = pods.create(&Default::default(), &pod).await;
+    let addr = admin_server(env).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: p\n  cluster:\n    server: http://{addr}/api/kubernetes/proxy\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: p\n  context: {{cluster: p, user: u}}\ncurrent-context: p\n"
+        ),
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        let kubeconfig = kubeconfig.clone();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let program = env.binaries().kubectl.clone();
+        let home = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(program)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(args)
+                .env("HOME", home)
+                .output()
+                .unwrap()
+        })
+    };
+    // kubectl through the proxy, with the server's credential.
+    let get = kubectl(&["get", "pods", "-n", "proxy-exec", "-o", "name"]).await.unwrap();
+    assert!(String::from_utf8_lossy(&get.stdout).contains("pod/shell"), "{}", String::from_utf8_lossy(&get.stderr));
+    // The test environment has no kubelet: the API server refuses the exec itself, and kubectl shows its answer.
+    let exec = kubectl(&["exec", "-n", "proxy-exec", "shell", "--", "true"]).await.unwrap();
+    assert!(!exec.status.success());
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert!(stderr.contains("does not have a host assigned"), "{stderr}");
+}

@@ -28,11 +28,11 @@ pub fn connection_config(cluster: &ClusterDetails, credential: &Credential) -> R
 }
 
 /// A provider bound to one cluster and one request's user tokens.
-struct BoundProvider {
-    key: String,
-    provider: Provider,
-    cluster: ClusterDetails,
-    auth: RequestAuth,
+pub(crate) struct BoundProvider {
+    pub(crate) key: String,
+    pub(crate) provider: Provider,
+    pub(crate) cluster: ClusterDetails,
+    pub(crate) auth: RequestAuth,
 }
 
 impl CredentialSource for BoundProvider {

@@ -30,6 +30,7 @@
 mod client;
 mod configured;
 mod error;
+mod http;
 mod layer;
 #[cfg(feature = "login")]
 pub mod login;
@@ -38,6 +39,7 @@ mod registry;
 pub use client::connection_config;
 pub use configured::locator;
 pub use error::{Error, RegistryError};
+pub use http::{ClusterHttpClient, RequestBody};
 pub use layer::{
     CredentialLayer, CredentialService, CredentialSource, ReplayableBody, ResponseFuture, apply_credential,
 };

@@ -29,6 +29,14 @@ pub enum ServerError {
     /// The request body is larger than the proxy takes.
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The API server did not answer in time.
+    #[error("cluster '{cluster}': the API server did not answer within {seconds} s")]
+    UpstreamTimeout {
+        /// The cluster.
+        cluster: String,
+        /// The limit.
+        seconds: u64,
+    },
 }
 
 impl ServerError {
@@ -38,6 +46,7 @@ impl ServerError {
             Self::ClusterHeaderRequired(_) => StatusCode::BAD_REQUEST,
             Self::ClusterNotFound(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Locator(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Facade(kubeauth::Error::Auth(Auth::MissingUserToken { .. })) => StatusCode::UNAUTHORIZED,
             Self::Facade(kubeauth::Error::Auth(

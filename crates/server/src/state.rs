@@ -18,6 +18,7 @@ pub struct KubeauthServer {
     service_locator: crate::ServiceLocator,
     api_tokens: crate::ApiTokens,
     clients: Mutex<HashMap<String, kube::Client>>,
+    http_clients: Mutex<HashMap<String, kubeauth::ClusterHttpClient>>,
 }
 
 impl std::fmt::Debug for KubeauthServer {
@@ -35,6 +36,7 @@ impl KubeauthServer {
             service_locator: crate::ServiceLocator::default(),
             api_tokens: crate::ApiTokens::default(),
             clients: Mutex::new(HashMap::new()),
+            http_clients: Mutex::new(HashMap::new()),
         }
     }
 
@@ -102,6 +104,27 @@ impl KubeauthServer {
         }
         let client = self.registry.kube_client(cluster, &RequestAuth::none()).await?;
         clients.insert(cluster.name.clone(), client.clone());
+        Ok(client)
+    }
+}
+
+impl KubeauthServer {
+    /// The proxy's raw client for `cluster`: kept per cluster for server-side providers; built per request for
+    /// client-side ones.
+    pub(crate) async fn http_client(
+        &self,
+        cluster: &ClusterDetails,
+        auth: &RequestAuth,
+    ) -> Result<kubeauth::ClusterHttpClient, ServerError> {
+        let (_, provider) = self.registry.provider_for(cluster).map_err(kubeauth::Error::from)?;
+        if provider.side() == ProviderSide::Client {
+            return Ok(self.registry.http_client(cluster, auth).await?);
+        }
+        if let Some(client) = self.http_clients.lock().await.get(&cluster.name) {
+            return Ok(client.clone());
+        }
+        let client = self.registry.http_client(cluster, &RequestAuth::none()).await?;
+        self.http_clients.lock().await.entry(cluster.name.clone()).or_insert(client.clone());
         Ok(client)
     }
 }
