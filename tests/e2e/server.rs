@@ -400,3 +400,203 @@ async fn kubectl_exec_goes_through_the_proxy_and_gets_the_api_servers_answer() {
     let stderr = String::from_utf8_lossy(&exec.stderr);
     assert!(stderr.contains("does not have a host assigned"), "{stderr}");
 }
+
+/// A server-side provider for catalog clusters in these tests: the cluster's admin token (a serviceAccount
+/// cluster may not come from the catalog).
+#[derive(Clone)]
+struct AdminToken(String);
+
+impl kubeauth::ServerSideProvider for AdminToken {
+    fn credential<'a>(&'a self, _cluster: &'a kubeauth::ClusterDetails) -> kubeauth::CredentialFuture<'a> {
+        Box::pin(async move { Ok(kubeauth::Credential::bearer(self.0.clone())) })
+    }
+}
+
+/// Serves `yaml` with the default providers plus `adminToken`, and the catalog for entity references.
+async fn serve_with_catalog(yaml: &str, catalog: &kubeauth_testkit::catalog::FakeCatalog) -> String {
+    let env = TestCluster::shared();
+    let config = AppConfig::from_yaml_str(yaml, None).unwrap();
+    let ctx = ResolveContext::new(|_| None);
+    let mut registry = Registry::with_defaults();
+    registry.add_server_side("adminToken", AdminToken(env.admin_token().to_owned())).unwrap();
+    let locator = kubeauth::locator(&config, &ctx, &registry).unwrap();
+    let client =
+        kubeauth::locator::catalog::CatalogClient::new(catalog.url(), Some(catalog.token().to_owned().into()), None)
+            .unwrap();
+    let server = KubeauthServer::new(registry, locator).with_catalog(client);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, server.router()).await });
+    addr
+}
+
+fn catalog_section(catalog: &kubeauth_testkit::catalog::FakeCatalog) -> String {
+    format!("kubeauth:\n  catalog:\n    baseUrl: {}\n    token: {}\n", catalog.url(), catalog.token())
+}
+
+async fn post_json(addr: &str, path: &str, body: serde_json::Value) -> http::HttpResponse {
+    http::request(addr, "POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_workloads_query_resolves_the_entity_in_the_catalog() {
+    use k8s_openapi::api::core::v1::Pod;
+    let env = TestCluster::shared();
+    env.create_namespace("payments").await;
+    let admin = env.admin_client().await;
+    for name in ["payments-api-1", "payments-api-2"] {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "payments-api"}},
+            "spec": {"containers": [{"name": "app", "image": "registry.invalid/payments:1"}]}
+        }))
+        .unwrap();
+        let _ = kube::Api::<Pod>::namespaced(admin.clone(), "payments").create(&Default::default(), &pod).await;
+    }
+    let catalog = kubeauth_testkit::catalog::FakeCatalog::start("catalog-token-0123456789");
+    catalog.add(serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "payments-api", "namespace": "default", "annotations": {
+            "backstage.io/kubernetes-label-selector": "app.kubernetes.io/name=payments-api",
+            "backstage.io/kubernetes-namespace": "payments"}},
+        "spec": {"type": "service", "owner": "team-payments", "lifecycle": "production"}
+    }));
+    let yaml = format!(
+        "{}{}",
+        config(&[
+            cluster_yaml(
+                env,
+                "good",
+                &format!(
+                    "          authProvider: serviceAccount\n          serviceAccountToken: {}\n",
+                    env.admin_token()
+                ),
+            ),
+            cluster_yaml(
+                env,
+                "bad",
+                "          authProvider: serviceAccount\n          serviceAccountToken: wrong-token\n"
+            ),
+        ]),
+        catalog_section(&catalog)
+    );
+    let addr = serve_with_catalog(&yaml, &catalog).await;
+
+    let answer = post_json(
+        &addr,
+        "/api/kubernetes/resources/workloads/query",
+        serde_json::json!({"entityRef": "component:default/payments-api", "auth": {}}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let items = answer.json()["items"].as_array().unwrap().clone();
+    let good = items.iter().find(|i| i["cluster"]["name"] == "good").unwrap();
+    let pods = good["resources"].as_array().unwrap().iter().find(|r| r["type"] == "pods").unwrap();
+    let mut names: Vec<&str> =
+        pods["resources"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["payments-api-1", "payments-api-2"]);
+    assert_eq!(good["errors"], serde_json::json!([]));
+    let bad = items.iter().find(|i| i["cluster"]["name"] == "bad").unwrap();
+    assert!(
+        bad["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["errorType"] == "UNAUTHORIZED_ERROR" && e["statusCode"] == 401),
+        "{bad:#}"
+    );
+    assert!(bad["resources"].as_array().unwrap().is_empty());
+
+    // Custom resources only: what the entity's clusters serve of them (none here: an error entry per cluster).
+    let custom = post_json(
+        &addr,
+        "/api/kubernetes/resources/custom/query",
+        serde_json::json!({"entityRef": "component:default/payments-api", "auth": {},
+            "customResources": [{"group": "argoproj.io", "apiVersion": "v1alpha1", "plural": "rollouts"}]}),
+    )
+    .await;
+    assert_eq!(custom.status, 200, "{}", custom.text());
+    let good =
+        custom.json()["items"].as_array().unwrap().iter().find(|i| i["cluster"]["name"] == "good").unwrap().clone();
+    assert_eq!(good["errors"][0]["errorType"], "NOT_FOUND", "{good:#}");
+    assert_eq!(good["errors"][0]["resourcePath"], "/apis/argoproj.io/v1alpha1/namespaces/payments/rollouts");
+
+    // A reference that does not parse, an entity that does not exist.
+    let bad_ref =
+        post_json(&addr, "/api/kubernetes/resources/workloads/query", serde_json::json!({"entityRef": "payments-api"}))
+            .await;
+    assert_eq!(bad_ref.status, 400, "{}", bad_ref.text());
+    assert!(bad_ref.text().contains("has no kind"), "{}", bad_ref.text());
+    let missing = post_json(
+        &addr,
+        "/api/kubernetes/resources/workloads/query",
+        serde_json::json!({"entityRef": "component:default/nope"}),
+    )
+    .await;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+}
+
+#[tokio::test]
+async fn without_a_catalog_entity_references_are_not_implemented() {
+    let env = TestCluster::shared();
+    let addr = admin_server(env).await;
+    let answer = post_json(
+        &addr,
+        "/api/kubernetes/resources/workloads/query",
+        serde_json::json!({"entityRef": "component:default/x"}),
+    )
+    .await;
+    assert_eq!(answer.status, 501, "{}", answer.text());
+    assert!(answer.text().contains("kubeauth.catalog is not configured"));
+}
+
+#[tokio::test]
+async fn catalog_clusters_follow_the_ssrf_rules() {
+    let env = TestCluster::shared();
+    let catalog = kubeauth_testkit::catalog::FakeCatalog::start("catalog-token-0123456789");
+    let ca = env.ca().ca_data();
+    let common = [("kubernetes.io/api-server-certificate-authority", ca.as_str())];
+    let entity = |name: &str, url: &str, provider: &str, extra: &[(&str, &str)]| {
+        let mut annotations = vec![("kubernetes.io/api-server", url), ("kubernetes.io/auth-provider", provider)];
+        annotations.extend_from_slice(&common);
+        annotations.extend_from_slice(extra);
+        kubeauth_testkit::catalog::FakeCatalog::cluster_entity(name, &annotations)
+    };
+    // The real API server is at 127.0.0.1: only reachable when allow-listed.
+    catalog.add(entity("allowed", env.url(), "adminToken", &[]));
+    catalog.add(entity("metadata-service", "https://169.254.169.254/", "adminToken", &[]));
+    catalog.add(entity("plain-http", "http://35.200.10.1", "adminToken", &[]));
+    catalog.add(entity("steals-sa-token", "https://35.200.10.1", "serviceAccount", &[]));
+    catalog.add(entity("insecure", env.url(), "adminToken", &[("kubernetes.io/skip-tls-verify", "true")]));
+    let port = env.url().rsplit(':').next().unwrap().to_owned();
+    let yaml = format!(
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: catalog\n      dangerouslyAllowClusterUrls: ['https://127.0.0.1:{port}']\n{}",
+        catalog_section(&catalog)
+    );
+    let addr = serve_with_catalog(&yaml, &catalog).await;
+    let clusters = http::get(&addr, "/api/kubernetes/clusters", &[]).await.unwrap().json();
+    let names: Vec<&str> = clusters["items"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["allowed", "insecure"], "only allow-listed https clusters with a non-serviceAccount provider");
+    // The allowed one works through the proxy; skip-tls-verify was not honoured, and the CA verifies anyway.
+    let ns = http::get(
+        &addr,
+        "/api/kubernetes/proxy/api/v1/namespaces/default",
+        &[("Backstage-Kubernetes-Cluster", "allowed")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ns.status, 200, "{}", ns.text());
+
+    // Without the allow-list, the API server at 127.0.0.1 is refused too.
+    let strict = format!("kubernetes:\n  clusterLocatorMethods:\n    - type: catalog\n{}", catalog_section(&catalog));
+    let addr = serve_with_catalog(&strict, &catalog).await;
+    let clusters = http::get(&addr, "/api/kubernetes/clusters", &[]).await.unwrap().json();
+    assert_eq!(clusters["items"], serde_json::json!([]));
+    let refused =
+        http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces", &[("Backstage-Kubernetes-Cluster", "allowed")])
+            .await
+            .unwrap();
+    assert_eq!(refused.status, 404, "{}", refused.text());
+}

@@ -334,3 +334,40 @@ async fn no_token_reaches_the_servers_logs_or_answers_at_trace_level() {
         }
     }
 }
+
+#[test]
+fn a_catalog_entity_pointing_at_a_loopback_address_is_refused_and_logged() {
+    let catalog = kubeauth_testkit::catalog::FakeCatalog::start("catalog-token-0123456789");
+    catalog.add(kubeauth_testkit::catalog::FakeCatalog::cluster_entity(
+        "sneaky",
+        &[("kubernetes.io/api-server", "https://127.0.0.1:2379"), ("kubernetes.io/auth-provider", "aws")],
+    ));
+    catalog.add(kubeauth_testkit::catalog::FakeCatalog::cluster_entity(
+        "public",
+        &[("kubernetes.io/api-server", "https://35.200.10.1"), ("kubernetes.io/auth-provider", "aws")],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        format!(
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: catalog\nkubeauth:\n  catalog:\n    baseUrl: {}\n    token: ${{CATALOG_TOKEN}}\n",
+            catalog.url()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(KUBEAUTH)
+        .args(["clusters", "-o", "json"])
+        .current_dir(dir.path())
+        .env_remove("KUBEAUTH_CONFIG")
+        .env("CATALOG_TOKEN", catalog.token())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("\"public\"") && !stdout.contains("sneaky"), "{stdout}");
+    assert!(stderr.contains("refused a cluster entity of the catalog"), "{stderr}");
+    assert!(stderr.contains("resource:default/sneaky"), "{stderr}");
+    assert!(stderr.contains("non-public address 127.0.0.1"), "{stderr}");
+    assert!(!stderr.contains(catalog.token()), "{stderr}");
+}

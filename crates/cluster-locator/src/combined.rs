@@ -3,6 +3,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kubeauth_core::ClusterDetails;
 
@@ -108,9 +109,22 @@ impl CombinedLocator {
                     Arc::new(GkeLocator::new(settings, name.clone(), token))
                 }
                 "catalog" => {
-                    return Err(method_error(
-                        "type `catalog` is not built into this version of kubeauth; available: config, localKubectlProxy, gke".into(),
-                    ));
+                    if method.clusters.is_some() || method.project_id.is_some() {
+                        return Err(method_error("type catalog takes no `clusters` or `projectId`".into()));
+                    }
+                    let client = crate::catalog::client_from_config(config, &ctx)?;
+                    let allow_skip = match &method.dangerously_allow_skip_tls_verify {
+                        Some(v) => {
+                            v.resolve(&ctx).map_err(|m| method_error(format!("dangerouslyAllowSkipTLSVerify: {m}")))?
+                        }
+                        None => false,
+                    };
+                    let rules = crate::catalog::CatalogRules {
+                        allowed_urls: method.dangerously_allow_cluster_urls.clone().unwrap_or_default(),
+                        allow_skip_tls_verify: allow_skip,
+                    };
+                    let refresh = Duration::from_secs(60 * method.refresh_interval_minutes.unwrap_or(5));
+                    Arc::new(crate::catalog::CatalogLocator::new(client, rules, refresh, name.clone()))
                 }
                 other => {
                     return Err(method_error(format!(

@@ -166,8 +166,15 @@ pub struct LocatorMethodConfig {
     pub expose_dashboard: Option<ConfigBool>,
     /// For `type: gke`: keep only clusters with all these resource labels.
     pub matching_resource_labels: Option<Vec<ResourceLabel>>,
-    /// For `type: gke` (kubeauth): how often the list is fetched again, in minutes (default 60).
+    /// For `type: gke` and `type: catalog` (kubeauth): how often the list is fetched again, in minutes
+    /// (default 60 for gke, 5 for catalog).
     pub refresh_interval_minutes: Option<u64>,
+    /// For `type: catalog`: API server URL patterns (`*` wildcards, matched against `https://host:port`)
+    /// allowed even at non-public addresses.
+    pub dangerously_allow_cluster_urls: Option<Vec<String>>,
+    /// For `type: catalog`: honour `kubernetes.io/skip-tls-verify: 'true'` on entities (default false).
+    #[serde(rename = "dangerouslyAllowSkipTLSVerify")]
+    pub dangerously_allow_skip_tls_verify: Option<ConfigBool>,
     /// For `type: gke` (kubeauth): the GKE API's base URL (default `https://container.googleapis.com`).
     pub api_base_url: Option<ConfigString>,
 }

@@ -33,6 +33,7 @@
 //! # Ok::<(), kubeauth_cluster_locator::LocatorError>(())
 //! ```
 
+pub mod catalog;
 mod combined;
 mod config;
 mod config_locator;

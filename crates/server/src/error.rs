@@ -29,6 +29,15 @@ pub enum ServerError {
     /// The request body is larger than the proxy takes.
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The request is malformed (an entity reference that does not parse).
+    #[error("{0}")]
+    BadRequest(String),
+    /// An entity reference was given but no catalog is configured.
+    #[error("kubeauth.catalog is not configured: entity references cannot be resolved")]
+    NoCatalog,
+    /// The catalog could not answer, or has no such entity.
+    #[error(transparent)]
+    Catalog(#[from] kubeauth::locator::catalog::CatalogError),
     /// The API server did not answer in time.
     #[error("cluster '{cluster}': the API server did not answer within {seconds} s")]
     UpstreamTimeout {
@@ -47,6 +56,10 @@ impl ServerError {
             Self::ClusterNotFound(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NoCatalog => StatusCode::NOT_IMPLEMENTED,
+            Self::Catalog(kubeauth::locator::catalog::CatalogError::NotFound(_)) => StatusCode::NOT_FOUND,
+            Self::Catalog(_) => StatusCode::BAD_GATEWAY,
             Self::Locator(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Facade(kubeauth::Error::Auth(Auth::MissingUserToken { .. })) => StatusCode::UNAUTHORIZED,
             Self::Facade(kubeauth::Error::Auth(

@@ -5,6 +5,9 @@
 //! - `GET /clusters`: the located clusters, with their auth provider;
 //! - `POST /services/{serviceId}`: an entity's objects (`{entity, auth}`) from every cluster it runs on, with a
 //!   cluster's failure as that cluster's error entry;
+//! - `POST /resources/workloads/query` (`{entityRef, auth}`) and `POST /resources/custom/query`
+//!   (`{entityRef, auth, customResources}`): the same for an entity of the catalog (see
+//!   [`KubeauthServer::with_catalog`]);
 //! - `ANY /proxy/{path}`: the request, authenticated for the cluster named by the `Backstage-Kubernetes-Cluster`
 //!   header (or the only cluster), forwarded to its API server; the signed-in user's tokens travel in
 //!   `Backstage-Kubernetes-Authorization-<provider>[-<sub>]` headers;
@@ -40,6 +43,8 @@ impl KubeauthServer {
         let api = Router::new()
             .route("/api/kubernetes/clusters", get(state::clusters))
             .route("/api/kubernetes/services/{service_id}", post(objects::service_objects))
+            .route("/api/kubernetes/resources/workloads/query", post(objects::workloads_query))
+            .route("/api/kubernetes/resources/custom/query", post(objects::custom_query))
             .route("/api/kubernetes/proxy/{*path}", any(proxy::proxy))
             .route_layer(axum::middleware::from_fn_with_state(tokens, api_auth::require_token));
         Router::new()

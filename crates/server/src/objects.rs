@@ -1,5 +1,7 @@
-//! `POST /api/kubernetes/services/{serviceId}`: an entity's Kubernetes objects, from every cluster it runs on,
-//! fetched concurrently across clusters and object types. A cluster that fails (no credential, TLS, 401, 403,
+//! An entity's Kubernetes objects, from every cluster it runs on, fetched concurrently across clusters and
+//! object types: `POST /api/kubernetes/services/{serviceId}` (the entity in the body),
+//! `POST /api/kubernetes/resources/workloads/query` and `/resources/custom/query` (an `entityRef` resolved in
+//! the catalog). A cluster that fails (no credential, TLS, 401, 403,
 //! network) is an error entry of that cluster, never a failed request.
 
 use std::collections::BTreeMap;
@@ -140,8 +142,85 @@ pub(crate) async fn service_objects(
     Path(service_id): Path<String>,
     Json(request): Json<ServiceRequest>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
-    let metadata = &request.entity.metadata;
-    let annotation = |key: &str| metadata.annotations.get(key).map(String::as_str);
+    let items = entity_objects(&server, &request.entity.metadata.annotations, &service_id, &request.auth, None).await?;
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+/// `POST /resources/workloads/query`: Backstage's `{entityRef, auth}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WorkloadsRequest {
+    entity_ref: String,
+    #[serde(default)]
+    auth: RequestAuth,
+}
+
+/// `POST /resources/custom/query`: Backstage's `{entityRef, auth, customResources}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CustomRequest {
+    entity_ref: String,
+    #[serde(default)]
+    auth: RequestAuth,
+    custom_resources: Vec<CustomResource>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CustomResource {
+    group: String,
+    api_version: String,
+    plural: String,
+}
+
+/// The entity an `entityRef` names, from the catalog: its annotations and name.
+async fn resolve(server: &KubeauthServer, entity_ref: &str) -> Result<(BTreeMap<String, String>, String), ServerError> {
+    let reference: kubeauth::locator::catalog::EntityRef = entity_ref.parse().map_err(ServerError::BadRequest)?;
+    let catalog = server.catalog().ok_or(ServerError::NoCatalog)?;
+    let entity = catalog.entity(&reference).await?;
+    let annotations = entity["metadata"]["annotations"]
+        .as_object()
+        .map(|a| a.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+        .unwrap_or_default();
+    Ok((annotations, reference.name))
+}
+
+pub(crate) async fn workloads_query(
+    State(server): State<Arc<KubeauthServer>>,
+    Json(request): Json<WorkloadsRequest>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    let (annotations, name) = resolve(&server, &request.entity_ref).await?;
+    let items = entity_objects(&server, &annotations, &name, &request.auth, None).await?;
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+pub(crate) async fn custom_query(
+    State(server): State<Arc<KubeauthServer>>,
+    Json(request): Json<CustomRequest>,
+) -> Result<Json<serde_json::Value>, ServerError> {
+    if request.custom_resources.is_empty() {
+        return Err(ServerError::BadRequest("customResources: at least one {group, apiVersion, plural}".into()));
+    }
+    let (annotations, name) = resolve(&server, &request.entity_ref).await?;
+    let custom: Vec<(String, String)> = request
+        .custom_resources
+        .iter()
+        .map(|c| (c.plural.clone(), format!("/apis/{}/{}/{}", c.group, c.api_version, c.plural)))
+        .collect();
+    let items = entity_objects(&server, &annotations, &name, &request.auth, Some(&custom)).await?;
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+/// The objects of the entity with `annotations` (`backstage.io/kubernetes-*`) from each of its clusters: the
+/// standard object types and each cluster's custom resources, or only `custom` (name, path) when given.
+async fn entity_objects(
+    server: &KubeauthServer,
+    annotations: &BTreeMap<String, String>,
+    service_id: &str,
+    auth: &RequestAuth,
+    custom: Option<&[(String, String)]>,
+) -> Result<Vec<ClusterObjects>, ServerError> {
+    let annotation = |key: &str| annotations.get(key).map(String::as_str);
     let label_selector = match annotation("backstage.io/kubernetes-label-selector") {
         Some(selector) => selector.to_owned(),
         None => {
@@ -154,13 +233,10 @@ pub(crate) async fn service_objects(
         let wanted = annotation("backstage.io/kubernetes-cluster");
         clusters.retain(|c| Some(c.name.as_str()) == wanted);
     }
-    let items = join_all(
-        clusters
-            .iter()
-            .map(|cluster| objects_of(&server, cluster, &request.auth, &label_selector, namespace.as_deref())),
+    Ok(join_all(
+        clusters.iter().map(|cluster| objects_of(server, cluster, auth, &label_selector, namespace.as_deref(), custom)),
     )
-    .await;
-    Ok(Json(serde_json::json!({ "items": items })))
+    .await)
 }
 
 async fn objects_of(
@@ -169,6 +245,7 @@ async fn objects_of(
     auth: &RequestAuth,
     label_selector: &str,
     namespace: Option<&str>,
+    only_custom: Option<&[(String, String)]>,
 ) -> ClusterObjects {
     let mut objects = ClusterObjects {
         cluster: ClusterSummary {
@@ -199,16 +276,25 @@ async fn objects_of(
         }
     };
     let list = kube::api::ListParams::default().labels(label_selector);
-    let custom: Vec<(String, String)> = cluster
-        .custom_resources
-        .iter()
-        .map(|c| (c.plural.clone(), format!("/apis/{}/{}/{}", c.group, c.api_version, c.plural)))
-        .collect();
-    let mut fetches: Vec<(String, Vec<String>)> = OBJECT_TYPES
-        .iter()
-        .map(|t| (t.name.to_owned(), t.paths.iter().map(|p| scoped(p, namespace)).collect()))
-        .collect();
-    fetches.extend(custom.into_iter().map(|(name, path)| (name, vec![scoped(&path, namespace)])));
+    let mut fetches: Vec<(String, Vec<String>)> = Vec::new();
+    match only_custom {
+        Some(custom) => {
+            fetches.extend(custom.iter().map(|(name, path)| (name.clone(), vec![scoped(path, namespace)])));
+        }
+        None => {
+            fetches.extend(
+                OBJECT_TYPES
+                    .iter()
+                    .map(|t| (t.name.to_owned(), t.paths.iter().map(|p| scoped(p, namespace)).collect())),
+            );
+            fetches.extend(cluster.custom_resources.iter().map(|c| {
+                (
+                    c.plural.clone(),
+                    vec![scoped(&format!("/apis/{}/{}/{}", c.group, c.api_version, c.plural), namespace)],
+                )
+            }));
+        }
+    }
     let results = join_all(fetches.iter().map(|(name, paths)| fetch(&client, name, paths, &list))).await;
     for result in results {
         match result {

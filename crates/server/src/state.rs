@@ -17,6 +17,7 @@ pub struct KubeauthServer {
     locator: CombinedLocator,
     service_locator: crate::ServiceLocator,
     api_tokens: crate::ApiTokens,
+    catalog: Option<kubeauth::locator::catalog::CatalogClient>,
     clients: Mutex<HashMap<String, kube::Client>>,
     http_clients: Mutex<HashMap<String, kubeauth::ClusterHttpClient>>,
 }
@@ -35,6 +36,7 @@ impl KubeauthServer {
             locator,
             service_locator: crate::ServiceLocator::default(),
             api_tokens: crate::ApiTokens::default(),
+            catalog: None,
             clients: Mutex::new(HashMap::new()),
             http_clients: Mutex::new(HashMap::new()),
         }
@@ -51,6 +53,17 @@ impl KubeauthServer {
     pub fn with_api_tokens(mut self, tokens: crate::ApiTokens) -> Self {
         self.api_tokens = tokens;
         self
+    }
+
+    /// The Backstage catalog that entity references (`entityRef` of the workloads and custom-resource queries)
+    /// are resolved in.
+    pub fn with_catalog(mut self, catalog: kubeauth::locator::catalog::CatalogClient) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    pub(crate) fn catalog(&self) -> Option<&kubeauth::locator::catalog::CatalogClient> {
+        self.catalog.as_ref()
     }
 
     pub(crate) fn api_tokens(&self) -> &crate::ApiTokens {

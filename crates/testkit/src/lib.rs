@@ -10,6 +10,7 @@
 pub mod aws;
 pub mod azure;
 mod binaries;
+pub mod catalog;
 mod cluster;
 pub mod google;
 pub mod http;
