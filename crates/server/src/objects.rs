@@ -224,7 +224,7 @@ async fn entity_objects(
     let label_selector = match annotation("backstage.io/kubernetes-label-selector") {
         Some(selector) => selector.to_owned(),
         None => {
-            format!("backstage.io/kubernetes-id={}", annotation("backstage.io/kubernetes-id").unwrap_or(&service_id))
+            format!("backstage.io/kubernetes-id={}", annotation("backstage.io/kubernetes-id").unwrap_or(service_id))
         }
     };
     let namespace = annotation("backstage.io/kubernetes-namespace").map(str::to_owned);
