@@ -1,6 +1,7 @@
 //! End to end against one real kube-apiserver (shared by the tests of this binary).
 
 mod custom_provider;
+mod deploy;
 mod local_kubectl_proxy;
 mod server;
 mod service_account;
