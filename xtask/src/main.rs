@@ -4,7 +4,8 @@
 //!   every test of the workspace inside a loopback-only network namespace; ARGS go to `cargo test`.
 //! - `cargo xtask envtest`: provides the test environment only, and prints where it is.
 //! - `cargo xtask schema [--check]`: writes `docs/config.schema.json` (or checks that it is current).
-//! - `cargo xtask bench [--runs N]`: benchmarks of whole `kubeauth` processes (release build), written to
+//! - `cargo xtask bench [--runs N] [--seconds S]`: benchmarks of whole `kubeauth` processes (release build), and
+//!   of the proxy of `kubeauth serve` against `kubectl proxy` and direct with wrk, written to
 //!   `target/bench/report.md`.
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ fn main() -> ExitCode {
         Some("envtest") => envtest().map(|dir| println!("{}", dir.display())),
         Some("schema") => schema(args.iter().any(|a| a == "--check")),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check] | bench [--runs N]".into()),
+        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check] | bench [--runs N] [--seconds S]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -269,6 +270,49 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Times whole `kubeauth token` processes, as kubectl starts them, beside `aws eks get-token`.
+/// The proxy benchmark (tests/bench/proxy.rs) against a real kube-apiserver, with wrk, in the loopback-only
+/// network namespace; its markdown section.
+fn proxy_bench(kubeauth: &Path, out_dir: &Path, args: &[String]) -> Result<String, String> {
+    let bin = envtest()?;
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("xtask: installing wrk (the load generator of the proxy benchmark)");
+        run(Command::new("apt-get").args(["install", "-y", "-q", "wrk"]))
+            .map_err(|e| format!("{e}\nthe proxy benchmark needs wrk; install it and run again"))?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(&cargo).current_dir(root()).args([
+        "bench",
+        "--locked",
+        "-p",
+        "kubeauth-e2e",
+        "--bench",
+        "proxy",
+        "--no-run",
+    ]))?;
+    let seconds = match args.iter().position(|a| a == "--seconds") {
+        Some(i) => args.get(i + 1).cloned().ok_or("--seconds takes a number")?,
+        None => "8".into(),
+    };
+    let section = out_dir.join("proxy.md");
+    let mut command = if loopback_namespace_works() {
+        let mut c = Command::new("unshare");
+        c.args(["-n", "--", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh"]).arg(&cargo);
+        c
+    } else {
+        Command::new(&cargo)
+    };
+    command
+        .current_dir(root())
+        .args(["bench", "--locked", "--offline", "-p", "kubeauth-e2e", "--bench", "proxy", "--", "--kubeauth"])
+        .arg(kubeauth)
+        .arg("--out")
+        .arg(&section)
+        .args(["--seconds", &seconds]);
+    test_env(&mut command, &bin);
+    run(&mut command)?;
+    std::fs::read_to_string(&section).map_err(|e| format!("{}: {e}", section.display()))
+}
+
 fn bench(args: &[String]) -> Result<(), String> {
     let runs: usize = match args.iter().position(|a| a == "--runs") {
         Some(i) => args.get(i + 1).and_then(|n| n.parse().ok()).ok_or("--runs takes a number")?,
@@ -353,6 +397,8 @@ fn bench(args: &[String]) -> Result<(), String> {
     );
     let out_dir = root().join("target/bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let proxy = proxy_bench(&kubeauth, &out_dir, args)?;
+    let report = format!("{report}\n{proxy}");
     std::fs::write(out_dir.join("report.md"), &report).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&scratch);
     print!("{report}");

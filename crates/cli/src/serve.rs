@@ -38,6 +38,13 @@ pub(crate) async fn run(config: Option<&Path>, listen: SocketAddr) -> Result<Exi
     let address = listener.local_addr().map_err(|e| Failure::runtime(&e))?;
     let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
     tracing::info!(clusters = ?names, "listening on http://{address}");
+    use axum::serve::ListenerExt as _;
+    // Answers leave at once, without Nagle's delay.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, server.router())
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -142,7 +142,12 @@ impl Registry {
         let credential = layer.credential().await?;
         let config = connection_config(cluster, &credential)?;
         let client_error = |source| Error::Client { cluster: cluster.name.clone(), source };
-        let connector = config.rustls_https_connector().map_err(client_error)?;
+        // No Nagle delay on the API server connections: a small request must not wait for the previous ACK.
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+        let connector = config.rustls_https_connector_with_connector(http).map_err(client_error)?;
         let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build::<_, RequestBody>(connector);

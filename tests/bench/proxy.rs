@@ -1,0 +1,281 @@
+//! The proxy benchmark: the same GET of a namespace's pods, against the same real kube-apiserver, directly,
+//! through `kubectl proxy`, and through `kubeauth serve`, with a real load generator (`wrk`) at 1 and 64
+//! connections; requests/s, latency percentiles, and each proxy's peak RSS.
+//!
+//! Run by `cargo xtask bench` (which installs wrk and passes the release `kubeauth` binary):
+//! `proxy --kubeauth PATH --out FILE [--seconds N]`. Writes a markdown section to FILE.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubeauth_testkit::{TestCluster, free_port};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One wrk run's figures.
+struct Figures {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{what} did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Milliseconds from wrk's `1.23ms` / `456.00us` / `1.01s`.
+fn millis(text: &str) -> f64 {
+    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len()));
+    let value: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        "m" => value * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn wrk(url: &str, headers: &[String], connections: u32, seconds: u64) -> Figures {
+    let threads = connections.min(2);
+    let mut command = Command::new("wrk");
+    command.args([
+        "--latency",
+        "-t",
+        &threads.to_string(),
+        "-c",
+        &connections.to_string(),
+        "-d",
+        &format!("{seconds}s"),
+    ]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let out = command.arg(url).output().expect("run wrk (cargo xtask bench installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.split_whitespace().next().unwrap_or("").to_owned()))
+    };
+    let non_2xx: u64 = field("Non-2xx or 3xx responses:").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let socket_errors: u64 = text
+        .lines()
+        .find(|l| l.trim().starts_with("Socket errors:"))
+        .map(|l| l.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    Figures {
+        requests_per_second: field("Requests/sec:").and_then(|n| n.parse().ok()).unwrap_or(0.0),
+        p50_ms: field("50%").map(|v| millis(&v)).unwrap_or(f64::NAN),
+        p99_ms: field("99%").map(|v| millis(&v)).unwrap_or(f64::NAN),
+        errors: non_2xx + socket_errors,
+    }
+}
+
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Peak resident set size of a process, in MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let kubeauth = PathBuf::from(arg("--kubeauth").expect("--kubeauth PATH"));
+    let out = PathBuf::from(arg("--out").expect("--out FILE"));
+    let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(10);
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let cluster = TestCluster::builder().start();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        cluster.create_namespace("bench").await;
+        let pods = kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(cluster.admin_client().await, "bench");
+        for i in 0..5 {
+            let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("pod-{i}"), "labels": {"app": "bench"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}
+            }))
+            .unwrap();
+            let _ = pods.create(&Default::default(), &pod).await;
+        }
+    });
+    let path = "/api/v1/namespaces/bench/pods";
+    let scratch = tempfile::tempdir().expect("temp dir");
+
+    // kubectl proxy with the admin token.
+    let kubeconfig = scratch.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, cluster.kubeconfig_with_token(cluster.admin_token())).unwrap();
+    let kubectl_port = free_port();
+    let kubectl = Killed(
+        Command::new(&cluster.binaries().kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["proxy", "--address", "127.0.0.1", "--port", &kubectl_port.to_string()])
+            .env("HOME", scratch.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl proxy"),
+    );
+    wait_for_port(kubectl_port, "kubectl proxy");
+
+    // kubeauth serve with the same identity (a serviceAccount cluster with the admin token).
+    let config = scratch.path().join("app-config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: bench\n          url: {}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {}\n",
+            cluster.url(),
+            cluster.ca().ca_data(),
+            cluster.admin_token()
+        ),
+    )
+    .unwrap();
+    let kubeauth_port = free_port();
+    let serve = Killed(
+        Command::new(&kubeauth)
+            .args(["serve", "--listen", &format!("127.0.0.1:{kubeauth_port}"), "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubeauth serve"),
+    );
+    wait_for_port(kubeauth_port, "kubeauth serve");
+
+    let targets: [(&str, String, Vec<String>); 3] = [
+        (
+            "direct (kube-apiserver)",
+            format!("{}{path}", cluster.url()),
+            vec![format!("Authorization: Bearer {}", cluster.admin_token())],
+        ),
+        ("kubectl proxy 1.37", format!("http://127.0.0.1:{kubectl_port}{path}"), vec![]),
+        (
+            "kubeauth serve",
+            format!("http://127.0.0.1:{kubeauth_port}/api/kubernetes/proxy{path}"),
+            vec!["Backstage-Kubernetes-Cluster: bench".to_owned()],
+        ),
+    ];
+    // Warm every path (connections, caches) before measuring.
+    for (_, url, headers) in &targets {
+        wrk(url, headers, 4, 2);
+    }
+    // Rounds that alternate the targets, so that a noisy moment of the machine does not fall on one target
+    // alone; each row reports the median of its rounds.
+    let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(3);
+    let mut samples: Vec<(&str, u32, Figures)> = Vec::new();
+    let mut cpu: Vec<(&str, f64)> = Vec::new();
+    for _ in 0..rounds {
+        for connections in [1u32, 64] {
+            for (name, url, headers) in &targets {
+                let pid = match *name {
+                    "kubectl proxy 1.37" => Some(kubectl.0.id()),
+                    "kubeauth serve" => Some(serve.0.id()),
+                    _ => None,
+                };
+                let before = pid.map(cpu_seconds);
+                let f = wrk(url, headers, connections, seconds);
+                if let (Some(pid), Some(before), 64) = (pid, before, connections) {
+                    let total = f.requests_per_second * seconds as f64;
+                    cpu.push((*name, (cpu_seconds(pid) - before) * 1e6 / total));
+                }
+                eprintln!(
+                    "{name} c={connections}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, errors {}",
+                    f.requests_per_second, f.p50_ms, f.p99_ms, f.errors
+                );
+                samples.push((*name, connections, f));
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut figures: Vec<(&str, u32, Figures)> = Vec::new();
+    for connections in [1u32, 64] {
+        for (name, _, _) in &targets {
+            let rows: Vec<&Figures> =
+                samples.iter().filter(|(n, c, _)| n == name && *c == connections).map(|(_, _, f)| f).collect();
+            figures.push((
+                *name,
+                connections,
+                Figures {
+                    requests_per_second: median(rows.iter().map(|f| f.requests_per_second).collect()),
+                    p50_ms: median(rows.iter().map(|f| f.p50_ms).collect()),
+                    p99_ms: median(rows.iter().map(|f| f.p99_ms).collect()),
+                    errors: rows.iter().map(|f| f.errors).sum(),
+                },
+            ));
+        }
+    }
+    let cpu: Vec<(&str, f64)> = ["kubectl proxy 1.37", "kubeauth serve"]
+        .into_iter()
+        .map(|name| (name, median(cpu.iter().filter(|(n, _)| *n == name).map(|(_, us)| *us).collect())))
+        .collect();
+    let kubectl_rss = peak_rss_mb(kubectl.0.id());
+    let kubeauth_rss = peak_rss_mb(serve.0.id());
+
+    let get = |name: &str, c: u32| figures.iter().find(|(n, cc, _)| *n == name && *cc == c).map(|(_, _, f)| f).unwrap();
+    let mut rows = String::new();
+    for (name, connections, f) in &figures {
+        rows.push_str(&format!(
+            "| {name} | {connections} | {:.0} | {:.3} ms | {:.3} ms | {} |\n",
+            f.requests_per_second, f.p50_ms, f.p99_ms, f.errors
+        ));
+    }
+    let direct1 = get("direct (kube-apiserver)", 1).p50_ms;
+    let added_kubectl = get("kubectl proxy 1.37", 1).p50_ms - direct1;
+    let added_kubeauth = get("kubeauth serve", 1).p50_ms - direct1;
+    let throughput_ratio =
+        get("kubeauth serve", 64).requests_per_second / get("kubectl proxy 1.37", 64).requests_per_second;
+    let section = format!(
+        "## The proxy: `kubeauth serve` vs `kubectl proxy` vs direct\n\n\
+         `GET {path}` (5 pods) on one kube-apiserver 1.20 + etcd, wrk {seconds} s per run, median of {rounds} alternating rounds, everything on this machine \
+         ({} cores) — load generator, proxies, API server and etcd share the CPUs.\n\n\
+         | target | connections | requests/s | p50 | p99 | errors (all rounds) |\n|---|---|---|---|---|---|\n{rows}\n\
+         - Throughput at 64 connections, kubeauth serve / kubectl proxy: **{throughput_ratio:.2}x** (target ≥ 1.2x)\n\
+         - Median added latency over direct at 1 connection: kubeauth serve **{added_kubeauth:.3} ms**, kubectl proxy {added_kubectl:.3} ms\n\
+         - Peak RSS: kubeauth serve **{kubeauth_rss:.1} MB**, kubectl proxy {kubectl_rss:.1} MB (target < 30 MB)\n\
+         - CPU time per proxied request at 64 connections: {}\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cpu.iter().map(|(n, us)| format!("{n} {us:.0} µs")).collect::<Vec<_>>().join(", "),
+    );
+    std::fs::write(&out, &section).expect("write the report section");
+    print!("{section}");
+    drop(serve);
+    drop(kubectl);
+    let _ = Path::new(&out);
+}
