@@ -55,8 +55,19 @@ fn millis(text: &str) -> f64 {
 }
 
 fn wrk(url: &str, headers: &[String], connections: u32, seconds: u64) -> Figures {
+    wrk_with(url, headers, None, connections, seconds)
+}
+
+fn wrk_script(url: &str, script: &Path, connections: u32, seconds: u64) -> Figures {
+    wrk_with(url, &[], Some(script), connections, seconds)
+}
+
+fn wrk_with(url: &str, headers: &[String], script: Option<&Path>, connections: u32, seconds: u64) -> Figures {
     let threads = connections.min(2);
     let mut command = Command::new("wrk");
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
     command.args([
         "--latency",
         "-t",
@@ -88,6 +99,16 @@ fn wrk(url: &str, headers: &[String], connections: u32, seconds: u64) -> Figures
         p99_ms: field("99%").map(|v| millis(&v)).unwrap_or(f64::NAN),
         errors: non_2xx + socket_errors,
     }
+}
+
+/// Resident set size now, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// CPU time (user + system) a process has used so far, in seconds.
@@ -247,6 +268,66 @@ fn main() {
         .collect();
     let kubectl_rss = peak_rss_mb(kubectl.0.id());
     let kubeauth_rss = peak_rss_mb(serve.0.id());
+    drop(kubectl);
+
+    // Soak: 200 connections for the soak time, half through the proxy and half on the workloads query (the
+    // entity resolved in a catalog, its pods fetched), against the same API server; RSS before, peak, after.
+    let soak_seconds: u64 = arg("--soak-seconds").and_then(|s| s.parse().ok()).unwrap_or(60);
+    let catalog = kubeauth_testkit::catalog::FakeCatalog::start("bench-catalog-token-0123456789");
+    catalog.add(serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "bench", "namespace": "default", "annotations": {
+            "backstage.io/kubernetes-label-selector": "app=bench", "backstage.io/kubernetes-namespace": "bench"}},
+        "spec": {"type": "service", "owner": "bench", "lifecycle": "production"}
+    }));
+    let soak_config = scratch.path().join("soak-config.yaml");
+    std::fs::write(
+        &soak_config,
+        format!(
+            "{}kubeauth:\n  catalog:\n    baseUrl: {}\n    token: {}\n",
+            std::fs::read_to_string(&config).unwrap(),
+            catalog.url(),
+            catalog.token()
+        ),
+    )
+    .unwrap();
+    let soak_port = free_port();
+    let soak = Killed(
+        Command::new(&kubeauth)
+            .args(["serve", "--listen", &format!("127.0.0.1:{soak_port}"), "--config"])
+            .arg(&soak_config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubeauth serve"),
+    );
+    wait_for_port(soak_port, "kubeauth serve");
+    let script = scratch.path().join("workloads.lua");
+    std::fs::write(
+        &script,
+        "wrk.method = \"POST\"\nwrk.body = '{\"entityRef\":\"component:default/bench\",\"auth\":{}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+    )
+    .unwrap();
+    let proxy_url = format!("http://127.0.0.1:{soak_port}/api/kubernetes/proxy{path}");
+    let workloads_url = format!("http://127.0.0.1:{soak_port}/api/kubernetes/resources/workloads/query");
+    // Warm up, then RSS at the start.
+    wrk(&proxy_url, &["Backstage-Kubernetes-Cluster: bench".to_owned()], 4, 2);
+    wrk_script(&workloads_url, &script, 4, 2);
+    let soak_pid = soak.0.id();
+    let rss_start = rss_mb(soak_pid);
+    let (proxy_soak, workloads_soak) = std::thread::scope(|s| {
+        let proxy = s.spawn(|| wrk(&proxy_url, &["Backstage-Kubernetes-Cluster: bench".to_owned()], 100, soak_seconds));
+        let workloads = s.spawn(|| wrk_script(&workloads_url, &script, 100, soak_seconds));
+        (proxy.join().expect("proxy load"), workloads.join().expect("workloads load"))
+    });
+    let rss_peak = peak_rss_mb(soak_pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_end = rss_mb(soak_pid);
+    eprintln!(
+        "soak: proxy {:.0} req/s ({} errors), workloads {:.0} req/s ({} errors), RSS {rss_start:.1} / {rss_peak:.1} / {rss_end:.1} MB",
+        proxy_soak.requests_per_second, proxy_soak.errors, workloads_soak.requests_per_second, workloads_soak.errors
+    );
 
     let get = |name: &str, c: u32| figures.iter().find(|(n, cc, _)| *n == name && *cc == c).map(|(_, _, f)| f).unwrap();
     let mut rows = String::new();
@@ -269,13 +350,28 @@ fn main() {
          - Throughput at 64 connections, kubeauth serve / kubectl proxy: **{throughput_ratio:.2}x** (target ≥ 1.2x)\n\
          - Median added latency over direct at 1 connection: kubeauth serve **{added_kubeauth:.3} ms**, kubectl proxy {added_kubectl:.3} ms\n\
          - Peak RSS: kubeauth serve **{kubeauth_rss:.1} MB**, kubectl proxy {kubectl_rss:.1} MB (target < 30 MB)\n\
-         - CPU time per proxied request at 64 connections: {}\n",
+         - CPU time per proxied request at 64 connections: {}\n\n\
+         ### Soak: 200 connections for {soak_seconds} s\n\n\
+         100 connections through the proxy (the same GET) and 100 on `POST /resources/workloads/query` (an entity \
+         resolved in a catalog, then the 13 object types of its namespace fetched) at once, on one `kubeauth serve`.\n\n\
+         | load | requests/s | p50 | p99 | errors |\n|---|---|---|---|---|\n\
+         | proxy | {:.0} | {:.3} ms | {:.3} ms | {} |\n\
+         | workloads query | {:.0} | {:.3} ms | {:.3} ms | {} |\n\n\
+         RSS of kubeauth serve: {rss_start:.1} MB after warm-up, {rss_peak:.1} MB peak, {rss_end:.1} MB after the soak.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         cpu.iter().map(|(n, us)| format!("{n} {us:.0} µs")).collect::<Vec<_>>().join(", "),
+        proxy_soak.requests_per_second,
+        proxy_soak.p50_ms,
+        proxy_soak.p99_ms,
+        proxy_soak.errors,
+        workloads_soak.requests_per_second,
+        workloads_soak.p50_ms,
+        workloads_soak.p99_ms,
+        workloads_soak.errors,
     );
     std::fs::write(&out, &section).expect("write the report section");
     print!("{section}");
     drop(serve);
-    drop(kubectl);
+    drop(soak);
     let _ = Path::new(&out);
 }

@@ -4,6 +4,9 @@
 //!   every test of the workspace inside a loopback-only network namespace; ARGS go to `cargo test`.
 //! - `cargo xtask envtest`: provides the test environment only, and prints where it is.
 //! - `cargo xtask schema [--check]`: writes `docs/config.schema.json` (or checks that it is current).
+//! - `cargo xtask fuzz [--time SECONDS] [--target NAME] [--jobs N]`: runs the fuzz targets of `fuzz/` (cargo-fuzz,
+//!   installed if missing) for SECONDS each (default 600), in the loopback-only namespace; fails on any crash,
+//!   hang or memory blow-up, and writes `target/fuzz/report.md`.
 //! - `cargo xtask bench [--runs N] [--seconds S]`: benchmarks of whole `kubeauth` processes (release build), and
 //!   of the proxy of `kubeauth serve` against `kubectl proxy` and direct with wrk, written to
 //!   `target/bench/report.md`.
@@ -19,7 +22,8 @@ fn main() -> ExitCode {
         Some("envtest") => envtest().map(|dir| println!("{}", dir.display())),
         Some("schema") => schema(args.iter().any(|a| a == "--check")),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check] | bench [--runs N] [--seconds S]".into()),
+        Some("fuzz") => fuzz(&args[1..]),
+        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check] | bench [--runs N] [--seconds S] | fuzz [--time SECONDS] [--target NAME] [--jobs N]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -270,6 +274,109 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Times whole `kubeauth token` processes, as kubectl starts them, beside `aws eks get-token`.
+const FUZZ_TARGETS: [&str; 5] = ["config", "exec_info", "eks_token", "auth_headers", "catalog_entity"];
+
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let seconds: u64 =
+        value("--time").map(|t| t.parse().map_err(|_| "--time takes seconds")).transpose()?.unwrap_or(600);
+    let jobs: usize = value("--jobs").map(|t| t.parse().map_err(|_| "--jobs takes a number")).transpose()?.unwrap_or(2);
+    let targets: Vec<String> = match value("--target") {
+        Some(t) if FUZZ_TARGETS.contains(&t.as_str()) => vec![t],
+        Some(t) => return Err(format!("no fuzz target {t}; there are {}", FUZZ_TARGETS.join(", "))),
+        None => FUZZ_TARGETS.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    if Command::new(&cargo).args(["fuzz", "--version"]).output().map_or(true, |o| !o.status.success()) {
+        eprintln!("xtask: installing cargo-fuzz");
+        run(Command::new(&cargo).args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    // cargo-fuzz needs nightly flags: the nightly toolchain if there is one, else the stable one unlocked.
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    // Through rustup's `cargo` so that `+nightly` picks the toolchain for cargo-fuzz and everything it runs.
+    let toolchain_args = |c: &mut Command| {
+        c.env_remove("CARGO").env_remove("RUSTC").env_remove("RUSTUP_TOOLCHAIN");
+        if nightly {
+            c.arg("+nightly");
+        } else {
+            c.env("RUSTC_BOOTSTRAP", "1");
+        }
+    };
+    let mut build = Command::new("cargo");
+    toolchain_args(&mut build);
+    build.current_dir(root().join("fuzz")).args(["fuzz", "build", "-O"]);
+    if targets.len() == 1 {
+        build.arg(&targets[0]);
+    }
+    run(&mut build)?;
+
+    let out_dir = root().join("target/fuzz");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for batch in targets.chunks(jobs.max(1)) {
+        let mut running = Vec::new();
+        for target in batch {
+            let corpus = root().join("fuzz/corpus").join(target);
+            std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
+            let log = out_dir.join(format!("{target}.log"));
+            let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+            let mut command = if loopback_namespace_works() {
+                let mut c = Command::new("unshare");
+                c.args(["-n", "--", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh", "cargo"]);
+                c
+            } else {
+                Command::new("cargo")
+            };
+            toolchain_args(&mut command);
+            command
+                .current_dir(root().join("fuzz"))
+                .args(["fuzz", "run", "-O", target])
+                .arg(&corpus)
+                .arg(root().join("fuzz/seeds").join(target))
+                .arg("--")
+                .arg(format!("-max_total_time={seconds}"))
+                .args(["-timeout=10", "-rss_limit_mb=2048", "-malloc_limit_mb=1024", "-print_final_stats=1"])
+                .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log_file);
+            eprintln!("xtask: fuzzing {target} for {seconds} s (log: {})", log.display());
+            let child = command.spawn().map_err(|e| format!("cannot start cargo fuzz: {e}"))?;
+            running.push((target.clone(), child, log));
+        }
+        for (target, mut child, log) in running {
+            let status = child.wait().map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let stat = |name: &str| {
+                text.lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+                    .unwrap_or_else(|| "?".into())
+            };
+            let runs = stat("stat::number_of_executed_units:");
+            let peak = stat("stat::peak_rss_mb:");
+            let corpus = std::fs::read_dir(root().join("fuzz/corpus").join(&target)).map(|d| d.count()).unwrap_or(0);
+            let outcome = if status.success() {
+                "no crash, no hang, no memory blow-up".to_owned()
+            } else {
+                failures.push(target.clone());
+                format!("FAILED (see {})", log.display())
+            };
+            rows.push(format!("| {target} | {seconds} s | {runs} | {corpus} | {peak} MB | {outcome} |"));
+        }
+    }
+    let report = format!(
+        "# kubeauth fuzzing\n\ncargo-fuzz (libFuzzer, AddressSanitizer), `-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024`, \
+         in a loopback-only network namespace.\n\n| target | time | executions | corpus | peak RSS | outcome |\n|---|---|---|---|---|---|\n{}\n",
+        rows.join("\n")
+    );
+    std::fs::write(out_dir.join("report.md"), &report).map_err(|e| e.to_string())?;
+    print!("{report}");
+    if failures.is_empty() { Ok(()) } else { Err(format!("fuzz targets failed: {}", failures.join(", "))) }
+}
+
 /// The proxy benchmark (tests/bench/proxy.rs) against a real kube-apiserver, with wrk, in the loopback-only
 /// network namespace; its markdown section.
 fn proxy_bench(kubeauth: &Path, out_dir: &Path, args: &[String]) -> Result<String, String> {

@@ -51,7 +51,7 @@ pub use config_locator::ConfigLocator;
 pub use error::LocatorError;
 pub use gke::{AccessTokenSource, GkeLocator, GkeSettings};
 pub use local_kubectl_proxy::LocalKubectlProxyLocator;
-pub use value::{ConfigBool, ConfigString, ResolveContext};
+pub use value::{ConfigBool, ConfigString, MAX_FILE_VALUE, ResolveContext};
 
 /// The config an application runs on when it is given none: the `localKubectlProxy` locator, so that a
 /// `kubectl proxy` on the default port is reachable out of the box.

@@ -66,6 +66,9 @@ pub enum ConfigString {
     File(String),
 }
 
+/// The largest file a `$file` value reads.
+pub const MAX_FILE_VALUE: u64 = 1024 * 1024;
+
 impl ConfigString {
     /// The value, with every substitution made. The error says what is missing, never the value.
     pub fn resolve(&self, ctx: &ResolveContext) -> Result<String, String> {
@@ -73,10 +76,20 @@ impl ConfigString {
             Self::Literal(text) => substitute(text, ctx),
             Self::Env(name) => ctx.var(name).ok_or_else(|| format!("environment variable `{name}` ($env) is not set")),
             Self::File(path) => {
+                use std::io::Read as _;
                 let full = ctx.path(path);
-                std::fs::read_to_string(&full)
-                    .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                    .map_err(|e| format!("cannot read $file `{}`: {e}", full.display()))
+                let failed = |e: std::io::Error| format!("cannot read $file `{}`: {e}", full.display());
+                // A bounded read: a device or a huge file is an error, not unbounded memory.
+                let mut bytes = Vec::new();
+                std::fs::File::open(&full)
+                    .and_then(|f| f.take(MAX_FILE_VALUE + 1).read_to_end(&mut bytes))
+                    .map_err(failed)?;
+                if bytes.len() as u64 > MAX_FILE_VALUE {
+                    return Err(format!("$file `{}` is larger than {MAX_FILE_VALUE} bytes", full.display()));
+                }
+                let text =
+                    String::from_utf8(bytes).map_err(|_| format!("$file `{}` is not UTF-8 text", full.display()))?;
+                Ok(text.trim_end_matches(['\n', '\r']).to_owned())
             }
         }
     }
@@ -299,5 +312,21 @@ mod tests {
     #[test]
     fn debug_does_not_show_literal_values() {
         assert!(!format!("{:?}", ConfigString::Literal("s3cret".into())).contains("s3cret"));
+    }
+}
+
+#[cfg(test)]
+mod bounded_file_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_value_is_read_with_a_bound() {
+        let ctx = ResolveContext::new(|_| None);
+        let err = ConfigString::File("/dev/zero".into()).resolve(&ctx).unwrap_err();
+        assert_eq!(err, format!("$file `/dev/zero` is larger than {MAX_FILE_VALUE} bytes"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bin"), [0xff, 0xfe]).unwrap();
+        let err = ConfigString::File("bin".into()).resolve(&ctx.clone().with_base_dir(dir.path())).unwrap_err();
+        assert!(err.ends_with("is not UTF-8 text"), "{err}");
     }
 }

@@ -97,7 +97,14 @@ impl ServiceAccountKey {
             .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())])
             .send()
             .await
-            .map_err(|e| failed(format!("the token endpoint {} could not be reached: {e}", self.token_uri)))?;
+            .map_err(|e| {
+                if e.is_timeout() {
+                    failed(format!("the token endpoint {} did not answer in time (timed out)", self.token_uri))
+                } else {
+                    let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+                    failed(format!("the token endpoint {} could not be reached{cause}", self.token_uri))
+                }
+            })?;
         let status = response.status();
         let body = response.text().await.map_err(|e| failed(format!("reading the token answer: {e}")))?;
         if !status.is_success() {

@@ -266,6 +266,11 @@ impl TestCluster {
         cluster
     }
 
+    /// Stops the kube-apiserver (etcd stays): for tests of what clients see when their API server goes away.
+    pub fn stop_apiserver(&mut self) {
+        self.apiserver.stop();
+    }
+
     /// A client as `admin`, built the way every kubeauth client is (the `serviceAccount` provider with the
     /// admin token).
     pub async fn admin_client(&self) -> kube::Client {

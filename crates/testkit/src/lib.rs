@@ -12,6 +12,7 @@ pub mod azure;
 mod binaries;
 pub mod catalog;
 mod cluster;
+pub mod faults;
 pub mod google;
 pub mod http;
 pub mod oidc;
