@@ -377,6 +377,50 @@ fn fuzz(args: &[String]) -> Result<(), String> {
     if failures.is_empty() { Ok(()) } else { Err(format!("fuzz targets failed: {}", failures.join(", "))) }
 }
 
+/// The criterion benchmark of the cached-credential path; its markdown section.
+fn criterion_bench() -> Result<String, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .current_dir(root())
+        .args(["bench", "--locked", "-p", "kubeauth-core", "--bench", "credential_cache", "--"])
+        .args(["--warm-up-time", "2", "--measurement-time", "5"])
+        .output()
+        .map_err(|e| format!("cannot run cargo bench: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!("the criterion benchmark failed:\n{text}{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    // "NAME\n    time:   [low median high]" (or on one line when the name is short).
+    let mut rows = Vec::new();
+    let mut name = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.split_once("time:").map(|(n, r)| (n.trim(), r)) {
+            if !rest.0.is_empty() {
+                name = rest.0.to_owned();
+            }
+            let values: Vec<&str> = rest.1.trim().trim_matches(|c| c == '[' || c == ']').split_whitespace().collect();
+            if values.len() == 6 {
+                rows.push(format!(
+                    "| {name} | {} {} | {} {} – {} {} |",
+                    values[2], values[3], values[0], values[1], values[4], values[5]
+                ));
+            }
+        } else if !trimmed.is_empty()
+            && !line.starts_with(' ')
+            && !trimmed.starts_with("Benchmarking")
+            && !trimmed.starts_with("Found")
+            && !trimmed.starts_with("change")
+        {
+            name = trimmed.to_owned();
+        }
+    }
+    Ok(format!(
+        "## The cached-credential path (criterion)\n\nWhat every request through the credential layer pays once its credential is cached.\n\n| benchmark | median per call | 95% interval |\n|---|---|---|\n{}\n",
+        rows.join("\n")
+    ))
+}
+
 /// The proxy benchmark (tests/bench/proxy.rs) against a real kube-apiserver, with wrk, in the loopback-only
 /// network namespace; its markdown section.
 fn proxy_bench(kubeauth: &Path, out_dir: &Path, args: &[String]) -> Result<String, String> {
@@ -504,8 +548,9 @@ fn bench(args: &[String]) -> Result<(), String> {
     );
     let out_dir = root().join("target/bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let cached = criterion_bench()?;
     let proxy = proxy_bench(&kubeauth, &out_dir, args)?;
-    let report = format!("{report}\n{proxy}");
+    let report = format!("{report}\n{cached}\n{proxy}");
     std::fs::write(out_dir.join("report.md"), &report).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&scratch);
     print!("{report}");
