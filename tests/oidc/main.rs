@@ -356,3 +356,29 @@ async fn the_proxy_sends_the_token_of_the_backstage_header_and_isolates_a_missin
     assert!(missing.text().contains("auth.oidc.testidp"), "{}", missing.text());
     assert!(!missing.text().contains(&id_token));
 }
+
+#[tokio::test]
+async fn parallel_callers_with_a_stale_session_refresh_it_once() {
+    let env = env();
+    let store = tempfile::tempdir().unwrap();
+    let (prompt, _) = browser("heidi");
+    let settings = env.settings(APISERVER_CLIENT);
+    let session = env.login(settings.clone(), &store).login(Flow::Browser, &prompt).await.unwrap();
+    // The stored ID token is now 30 s from expiry (inside the one-minute margin), as it would be an hour on.
+    let mut stale = session.clone();
+    stale.expires_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() + 30;
+    SessionStore::new(store.path()).write(&settings, &stale).unwrap();
+    // A second on, so that the refreshed token's `iat` (and so the token) differs.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = env.peer.requests_from_kubeauth().len();
+    // Eight callers at once (as eight kubectl processes would be), each with its own `Login`.
+    let lookups = (0..8).map(|_| {
+        let login = env.login(env.settings(APISERVER_CLIENT), &store);
+        tokio::spawn(async move { login.session(None).await.map(|s| s.id_token) })
+    });
+    let tokens: Vec<_> = futures::future::join_all(lookups).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    let refreshes = env.peer.requests_from_kubeauth()[before..].iter().filter(|r| r.starts_with("POST /token")).count();
+    assert_eq!(refreshes, 1, "one refresh for all of them");
+    assert!(tokens.iter().all(|t| t == &tokens[0]), "all got the refreshed token");
+    assert_ne!(tokens[0], session.id_token);
+}
