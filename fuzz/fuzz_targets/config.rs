@@ -12,7 +12,4 @@ fuzz_target!(|data: &[u8]| {
     let ctx = ResolveContext::new(|name| name.starts_with('A').then(|| format!("value-of-{name}")))
         .with_base_dir(std::env::temp_dir().join("kubeauth-fuzz-empty"));
     let _ = CombinedLocator::from_config(&config, &ctx);
-    if let Ok(registry) = kubeauth::Registry::from_config(&config, &ctx) {
-        let _ = kubeauth::locator(&config, &ctx, &registry);
-    }
 });

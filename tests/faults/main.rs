@@ -165,3 +165,61 @@ async fn a_failing_locator_fails_the_list_or_is_skipped_as_configured() {
     assert_eq!(clusters.json()["items"][0]["name"], "static");
     assert_eq!(clusters.json()["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_token_invalidated_mid_watch_keeps_the_watch_and_the_next_request_gets_the_401() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let cluster = TestCluster::shared();
+    cluster.create_service_account("faults-watch", "watcher").await;
+    cluster
+        .grant(
+            "faults-watcher",
+            kubeauth_testkit::service_account("faults-watch", "watcher"),
+            &["list", "watch"],
+            &["namespaces"],
+        )
+        .await;
+    let token = cluster.service_account_token("faults-watch", "watcher").await;
+    let yaml = format!(
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: watched\n          url: {}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {token}\n",
+        cluster.url(),
+        cluster.ca().ca_data(),
+    );
+    let addr = serve(&yaml).await;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET /api/kubernetes/proxy/api/v1/namespaces?watch=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    read_until(&mut stream, &mut received, "\"ADDED\"").await;
+    // The token stops being valid (its service account is deleted) while the watch is open.
+    cluster.delete_service_account("faults-watch", "watcher").await;
+    // The open watch was authenticated when it started: it keeps delivering events.
+    cluster.create_namespace("faults-after-invalidation").await;
+    read_until(&mut stream, &mut received, "faults-after-invalidation").await;
+    // New requests with the invalidated token: the API server's 401, passed through, once its authentication
+    // cache (10 s for accepted tokens) lets go of the token.
+    let started = std::time::Instant::now();
+    let status = loop {
+        let next = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces", &[]).await.unwrap();
+        if next.status != 200 || started.elapsed() > Duration::from_secs(30) {
+            break next.status;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(status, 401);
+}
+
+/// Reads the stream until `needle` has arrived (20 s at most per read).
+async fn read_until(stream: &mut tokio::net::TcpStream, received: &mut Vec<u8>, needle: &str) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 8192];
+    while !String::from_utf8_lossy(received).contains(needle) {
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await.expect("events").unwrap();
+        assert!(n > 0, "the watch ended: {}", String::from_utf8_lossy(received));
+        received.extend_from_slice(&buf[..n]);
+    }
+}
