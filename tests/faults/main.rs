@@ -168,7 +168,7 @@ async fn a_failing_locator_fails_the_list_or_is_skipped_as_configured() {
 
 #[tokio::test]
 async fn a_token_invalidated_mid_watch_keeps_the_watch_and_the_next_request_gets_the_401() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     let cluster = TestCluster::shared();
     cluster.create_service_account("faults-watch", "watcher").await;
     cluster
