@@ -61,8 +61,11 @@ pub(crate) async fn run(
         .enumerate()
         .map(|(i, cluster)| {
             let registry = &registry;
+            let config = &loaded.config;
             async move {
-                let report = match tokio::time::timeout(Duration::from_secs(timeout), check(registry, cluster)).await {
+                let report = match tokio::time::timeout(Duration::from_secs(timeout), check(config, registry, cluster))
+                    .await
+                {
                     Ok(report) => report,
                     Err(_) => failed(
                         base(cluster),
@@ -115,12 +118,30 @@ fn failed(mut report: Report, kind: &'static str, message: String, hint: &'stati
     report
 }
 
-async fn check(registry: &Registry, cluster: &ClusterDetails) -> Report {
+async fn check(config: &kubeauth::AppConfig, registry: &Registry, cluster: &ClusterDetails) -> Report {
     let mut report = base(cluster);
     if let Err(e) = registry.validate(cluster) {
         return failed(report, "config", kubeauth::report(&e), "fix the cluster's entry in the config");
     }
-    let (client, credential) = match registry.connect(cluster, &RequestAuth::none()).await {
+    // A client-side cluster is checked as the user: with the stored login session, never prompting.
+    let auth = match kubeauth::login::login_name(cluster) {
+        None => RequestAuth::none(),
+        Some(name) => match crate::login::credential(config, registry, cluster, &name, None).await {
+            Ok(kubeauth::Credential::BearerToken { token, .. }) => {
+                kubeauth::login::request_auth_for(&name, kubeauth::core::ExposeSecret::expose_secret(&token))
+            }
+            Ok(_) => RequestAuth::none(),
+            Err(crate::failure::Failure::Config(message) | crate::failure::Failure::Runtime(message)) => {
+                return failed(
+                    report,
+                    "login",
+                    message,
+                    "the user is not logged in to this cluster's identity provider: run `kubeauth login --cluster <name>`",
+                );
+            }
+        },
+    };
+    let (client, credential) = match registry.connect(cluster, &auth).await {
         Ok(connected) => connected,
         Err(e) => {
             return failed(

@@ -191,6 +191,13 @@ async fn after_login_kubectl_is_the_user_and_asks_the_issuer_nothing() {
     assert_eq!(std::fs::metadata(session).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::metadata(ws.path().join("cache/sessions")).unwrap().permissions().mode() & 0o777, 0o700);
 
+    // kubeauth doctor checks the cluster as the logged-in user.
+    let doctor = ws.kubeauth(&["doctor", "--cluster", "oidc-dev", "-o", "json"]);
+    assert!(doctor.status.success(), "{}{}", stdout(&doctor), stderr(&doctor));
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(report[0]["ok"], true, "{report:#}");
+    assert_eq!(report[0]["canListNamespaces"], true, "alice may list namespaces: {report:#}");
+
     // Logged out: kubectl cannot prompt here, so kubeauth says what to do, and kubectl fails.
     let out = ws.kubeauth(&["logout", "--cluster", "oidc-dev"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -198,6 +205,9 @@ async fn after_login_kubectl_is_the_user_and_asks_the_issuer_nothing() {
     let after = ws.kubectl(env, &["get", "namespaces"]);
     assert!(!after.status.success());
     assert!(stderr(&after).contains("run `kubeauth login --cluster oidc-dev`"), "{}", stderr(&after));
+    let doctor = ws.kubeauth(&["doctor", "--cluster", "oidc-dev", "-o", "json"]);
+    assert_eq!(doctor.status.code(), Some(1));
+    assert!(stdout(&doctor).contains("\"login\""), "{}", stdout(&doctor));
 }
 
 #[tokio::test]
