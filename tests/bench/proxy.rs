@@ -311,6 +311,17 @@ fn main() {
     .unwrap();
     let proxy_url = format!("http://127.0.0.1:{soak_port}/api/kubernetes/proxy{path}");
     let workloads_url = format!("http://127.0.0.1:{soak_port}/api/kubernetes/resources/workloads/query");
+    // One query by hand first: the load below must be of successful queries.
+    let probe = runtime
+        .block_on(kubeauth_testkit::http::request(
+            &format!("127.0.0.1:{soak_port}"),
+            "POST",
+            "/api/kubernetes/resources/workloads/query",
+            &[("Content-Type", "application/json")],
+            br#"{"entityRef":"component:default/bench","auth":{}}"#,
+        ))
+        .expect("a workloads query");
+    assert_eq!(probe.status, 200, "the workloads query failed: {}", probe.text());
     // Warm up, then RSS at the start.
     wrk(&proxy_url, &["Backstage-Kubernetes-Cluster: bench".to_owned()], 4, 2);
     wrk_script(&workloads_url, &script, 4, 2);

@@ -29,7 +29,15 @@ pub(crate) async fn run(config: Option<&Path>, listen: SocketAddr) -> Result<Exi
             ))
         })?,
     };
-    let server = KubeauthServer::new(registry, locator).with_service_locator(service_locator).with_api_tokens(tokens);
+    let mut server =
+        KubeauthServer::new(registry, locator).with_service_locator(service_locator).with_api_tokens(tokens);
+    // Entity references of the workloads and custom-resource queries are resolved in this catalog.
+    if loaded.config.kubeauth.catalog.is_some() {
+        let catalog =
+            kubeauth::locator::catalog::client_from_config(&loaded.config, &ResolveContext::from_process_env())
+                .map_err(|e| Failure::config(&e))?;
+        server = server.with_catalog(catalog);
+    }
     let clusters = server.check().await.map_err(|e| Failure::config(&e))?;
 
     let listener = tokio::net::TcpListener::bind(listen)

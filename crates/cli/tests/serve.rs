@@ -371,3 +371,46 @@ fn a_catalog_entity_pointing_at_a_loopback_address_is_refused_and_logged() {
     assert!(stderr.contains("non-public address 127.0.0.1"), "{stderr}");
     assert!(!stderr.contains(catalog.token()), "{stderr}");
 }
+
+#[tokio::test]
+async fn serve_resolves_entity_references_in_the_configured_catalog() {
+    let catalog = kubeauth_testkit::catalog::FakeCatalog::start("catalog-token-0123456789");
+    catalog.add(serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "checkout", "namespace": "default", "annotations": {"backstage.io/kubernetes-id": "checkout"}},
+        "spec": {"type": "service", "owner": "team", "lifecycle": "production"}
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        format!(
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: localKubectlProxy\nkubeauth:\n  catalog:\n    baseUrl: {}\n    token: {}\n",
+            catalog.url(),
+            catalog.token()
+        ),
+    )
+    .unwrap();
+    let serving = serve(dir.path(), &[]).await;
+    let query = |entity_ref: &str| {
+        let addr = serving.addr.clone();
+        let body = serde_json::json!({"entityRef": entity_ref, "auth": {}}).to_string();
+        async move {
+            http::request(
+                &addr,
+                "POST",
+                "/api/kubernetes/resources/workloads/query",
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // Resolved: one entry for the one cluster (nothing listens behind it here: its error, not the request's).
+    let found = query("component:default/checkout").await;
+    assert_eq!(found.status, 200, "{}", found.text());
+    assert_eq!(found.json()["items"][0]["cluster"]["name"], "local");
+    assert!(!found.json()["items"][0]["errors"].as_array().unwrap().is_empty());
+    let missing = query("component:default/absent").await;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+}
