@@ -33,7 +33,9 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 pub struct GoogleServiceAccountProvider {
     source: tokio::sync::OnceCell<Source>,
     inline_key: Option<ServiceAccountKey>,
-    http: reqwest::Client,
+    /// Built on first use: building one reads the system's CA certificates, which `kubeauth token` for other
+    /// providers should not pay for.
+    http: std::sync::Arc<std::sync::OnceLock<reqwest::Client>>,
     cache: CredentialCache,
 }
 
@@ -68,7 +70,7 @@ impl GoogleServiceAccountProvider {
         Self {
             source: tokio::sync::OnceCell::new(),
             inline_key,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+            http: std::sync::Arc::default(),
             cache: CredentialCache::new(Duration::from_secs(60)),
         }
     }
@@ -116,7 +118,10 @@ impl GoogleServiceAccountProvider {
     pub async fn access_token(&self, context: &str) -> Result<Credential, Error> {
         match self.source(context).await? {
             Source::Key(key) => {
-                let fetched = self.cache.get(|| key.exchange(&self.http, context)).await?;
+                let http = self.http.get_or_init(|| {
+                    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default()
+                });
+                let fetched = self.cache.get(|| key.exchange(http, context)).await?;
                 Ok(fetched.credential)
             }
             Source::Adc(adc) => {
