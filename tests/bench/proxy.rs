@@ -20,6 +20,22 @@ impl Drop for Killed {
     }
 }
 
+/// `kubeauth serve --config config` on a free loopback port, listening; the process and the port.
+fn start_serve(kubeauth: &Path, config: &Path) -> (Killed, u16) {
+    let port = free_port();
+    let child = Command::new(kubeauth)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubeauth serve");
+    let serving = Killed(child);
+    wait_for_port(port, "kubeauth serve");
+    (serving, port)
+}
+
 /// One wrk run's figures.
 struct Figures {
     requests_per_second: f64,
@@ -184,18 +200,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let kubeauth_port = free_port();
-    let serve = Killed(
-        Command::new(&kubeauth)
-            .args(["serve", "--listen", &format!("127.0.0.1:{kubeauth_port}"), "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubeauth serve"),
-    );
-    wait_for_port(kubeauth_port, "kubeauth serve");
+    let (serve, kubeauth_port) = start_serve(&kubeauth, &config);
 
     let targets: [(&str, String, Vec<String>); 3] = [
         (
@@ -291,18 +296,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let soak_port = free_port();
-    let soak = Killed(
-        Command::new(&kubeauth)
-            .args(["serve", "--listen", &format!("127.0.0.1:{soak_port}"), "--config"])
-            .arg(&soak_config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubeauth serve"),
-    );
-    wait_for_port(soak_port, "kubeauth serve");
+    let (soak, soak_port) = start_serve(&kubeauth, &soak_config);
     let script = scratch.path().join("workloads.lua");
     std::fs::write(
         &script,
@@ -373,18 +367,7 @@ fn main() {
             format!("kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{entries}"),
         )
         .unwrap();
-        let port = free_port();
-        let _serve = Killed(
-            Command::new(&kubeauth)
-                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config"])
-                .arg(&file)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("kubeauth serve"),
-        );
-        wait_for_port(port, "kubeauth serve");
+        let (_serve, port) = start_serve(&kubeauth, &file);
         let addr = format!("127.0.0.1:{port}");
         let body = serde_json::json!({"entity": {"metadata": {"name": "bench", "annotations": {
             "backstage.io/kubernetes-label-selector": "app=bench", "backstage.io/kubernetes-namespace": "bench"}}}, "auth": {}})

@@ -99,30 +99,12 @@ async fn serve(yaml: &str) -> String {
 
 #[tokio::test]
 async fn an_api_server_that_goes_away_mid_watch_ends_the_stream_and_the_next_request_is_a_502() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncReadExt as _;
     let mut cluster = tokio::task::spawn_blocking(|| TestCluster::builder().start()).await.unwrap();
-    let yaml = format!(
-        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: going\n          url: {}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {}\n",
-        cluster.url(),
-        cluster.ca().ca_data(),
-        cluster.admin_token()
-    );
-    let addr = serve(&yaml).await;
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    stream
-        .write_all(
-            format!("GET /api/kubernetes/proxy/api/v1/namespaces?watch=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
+    let (addr, mut stream) = watch_through_the_proxy(&cluster, "going", cluster.admin_token()).await;
     // The watch is open: its first events arrive.
     let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&received).contains("\"ADDED\"") {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap().unwrap();
-        assert!(n > 0, "the watch ended early: {}", String::from_utf8_lossy(&received));
-        received.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut stream, &mut received, "\"ADDED\"").await;
     assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
     // The API server goes away: the stream ends (no hang).
     let cluster = tokio::task::spawn_blocking(move || {
@@ -131,6 +113,7 @@ async fn an_api_server_that_goes_away_mid_watch_ends_the_stream_and_the_next_req
     })
     .await
     .unwrap();
+    let mut buf = [0u8; 4096];
     let ended = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match stream.read(&mut buf).await {
@@ -168,7 +151,6 @@ async fn a_failing_locator_fails_the_list_or_is_skipped_as_configured() {
 
 #[tokio::test]
 async fn a_token_invalidated_mid_watch_keeps_the_watch_and_the_next_request_gets_the_401() {
-    use tokio::io::AsyncWriteExt as _;
     let cluster = TestCluster::shared();
     cluster.create_service_account("faults-watch", "watcher").await;
     cluster
@@ -180,19 +162,7 @@ async fn a_token_invalidated_mid_watch_keeps_the_watch_and_the_next_request_gets
         )
         .await;
     let token = cluster.service_account_token("faults-watch", "watcher").await;
-    let yaml = format!(
-        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: watched\n          url: {}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {token}\n",
-        cluster.url(),
-        cluster.ca().ca_data(),
-    );
-    let addr = serve(&yaml).await;
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    stream
-        .write_all(
-            format!("GET /api/kubernetes/proxy/api/v1/namespaces?watch=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
+    let (addr, mut stream) = watch_through_the_proxy(cluster, "watched", &token).await;
     let mut received = Vec::new();
     read_until(&mut stream, &mut received, "\"ADDED\"").await;
     // The token stops being valid (its service account is deleted) while the watch is open.
@@ -222,4 +192,24 @@ async fn read_until(stream: &mut tokio::net::TcpStream, received: &mut Vec<u8>, 
         assert!(n > 0, "the watch ended: {}", String::from_utf8_lossy(received));
         received.extend_from_slice(&buf[..n]);
     }
+}
+
+/// Serves `cluster` under `name` with a serviceAccount `token`, and opens a watch of namespaces through the
+/// proxy; the server's address and the watch's connection (the answer not read yet).
+async fn watch_through_the_proxy(cluster: &TestCluster, name: &str, token: &str) -> (String, tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let yaml = format!(
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: {name}\n          url: {}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {token}\n",
+        cluster.url(),
+        cluster.ca().ca_data(),
+    );
+    let addr = serve(&yaml).await;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET /api/kubernetes/proxy/api/v1/namespaces?watch=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    (addr, stream)
 }

@@ -62,6 +62,29 @@ impl RequestAuth {
         }
     }
 
+    /// What a client-side provider sends: the user's token under `auth.<provider>`, or under
+    /// `auth.<provider>.<sub>` when `sub` is given, as a bearer credential; without one, that cluster's
+    /// [`Error::MissingUserToken`](crate::Error::MissingUserToken) (never an anonymous request).
+    pub fn user_credential(
+        &self,
+        cluster: &crate::ClusterDetails,
+        provider: &str,
+        sub: Option<&str>,
+    ) -> Result<crate::Credential, crate::Error> {
+        let token = match sub {
+            Some(sub) => self.nested_token(provider, sub),
+            None => self.token(provider),
+        };
+        token.map(crate::Credential::bearer).ok_or_else(|| crate::Error::MissingUserToken {
+            cluster: cluster.name.clone(),
+            provider: provider.into(),
+            path: match sub {
+                Some(sub) => format!("{provider}.{sub}"),
+                None => provider.into(),
+            },
+        })
+    }
+
     /// Whether no provider has a token.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -126,11 +126,8 @@ async fn check(config: &kubeauth::AppConfig, registry: &Registry, cluster: &Clus
     // A client-side cluster is checked as the user: with the stored login session, never prompting.
     let auth = match kubeauth::login::login_name(cluster) {
         None => RequestAuth::none(),
-        Some(name) => match crate::login::credential(config, registry, cluster, &name, None).await {
-            Ok(kubeauth::Credential::BearerToken { token, .. }) => {
-                kubeauth::login::request_auth_for(&name, kubeauth::core::ExposeSecret::expose_secret(&token))
-            }
-            Ok(_) => RequestAuth::none(),
+        Some(name) => match crate::login::request_auth(config, cluster, &name, None).await {
+            Ok((auth, _)) => auth,
             Err(crate::failure::Failure::Config(message) | crate::failure::Failure::Runtime(message)) => {
                 return failed(
                     report,

@@ -80,6 +80,19 @@ pub(crate) async fn credential(
     name: &str,
     interactive: Option<PromptOptions>,
 ) -> Result<Credential, Failure> {
+    let (auth, session) = request_auth(config, cluster, name, interactive).await?;
+    let credential = registry.credential(cluster, &auth).await.map_err(|e| Failure::runtime(&e))?;
+    Ok(credential.with_expiry(session.expires_at()))
+}
+
+/// The request auth of a client-side cluster from the user's session (identity provider `name`): the stored
+/// token, else a refreshed one, else — when `interactive` — a new login; and the session it came from.
+pub(crate) async fn request_auth(
+    config: &AppConfig,
+    cluster: &ClusterDetails,
+    name: &str,
+    interactive: Option<PromptOptions>,
+) -> Result<(RequestAuth, Session), Failure> {
     let login = open(config, name)?;
     let prompt = interactive.map(|options| (options, prompter(name, options)));
     let session = login
@@ -93,9 +106,7 @@ pub(crate) async fn credential(
             other => Failure::Runtime(format!("cluster '{}': {}", cluster.name, kubeauth::report(&other))),
         })?;
     let token = token_of(&session, login.settings())?;
-    let auth: RequestAuth = kubeauth::login::request_auth_for(name, token);
-    let credential = registry.credential(cluster, &auth).await.map_err(|e| Failure::runtime(&e))?;
-    Ok(credential.with_expiry(session.expires_at()))
+    Ok((kubeauth::login::request_auth_for(name, token), session))
 }
 
 fn token_of(session: &Session, settings: &LoginSettings) -> Result<String, Failure> {

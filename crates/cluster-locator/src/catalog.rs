@@ -2,7 +2,7 @@
 //! `kubernetes-cluster`) with Backstage's newest SSRF rules on by default.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kubeauth_core::{ClusterDetails, ExposeSecret as _, SecretString, metadata};
 use serde_json::Value;
@@ -189,7 +189,7 @@ pub struct CatalogLocator {
     rules: CatalogRules,
     source: String,
     refresh: Duration,
-    last: tokio::sync::Mutex<Option<(Instant, Vec<ClusterDetails>)>>,
+    last: crate::refreshed::RefreshedList,
 }
 
 impl std::fmt::Debug for CatalogLocator {
@@ -208,7 +208,7 @@ pub const CLUSTER_FILTER: &str = "kind=resource,spec.type=kubernetes-cluster";
 impl CatalogLocator {
     /// A locator reading `client`'s catalog; `source` names it in messages.
     pub fn new(client: CatalogClient, rules: CatalogRules, refresh: Duration, source: impl Into<String>) -> Self {
-        Self { client, rules, source: source.into(), refresh, last: tokio::sync::Mutex::new(None) }
+        Self { client, rules, source: source.into(), refresh, last: crate::refreshed::RefreshedList::default() }
     }
 
     async fn fetch(&self) -> Result<Vec<ClusterDetails>, String> {
@@ -282,27 +282,7 @@ fn entity_ref(entity: &Value) -> String {
 
 impl ClusterLocator for CatalogLocator {
     fn clusters(&self) -> ClustersFuture<'_> {
-        Box::pin(async move {
-            let mut last = self.last.lock().await;
-            if let Some((at, clusters)) = last.as_ref()
-                && at.elapsed() < self.refresh
-            {
-                return Ok(clusters.clone());
-            }
-            match self.fetch().await {
-                Ok(clusters) => {
-                    *last = Some((Instant::now(), clusters.clone()));
-                    Ok(clusters)
-                }
-                Err(message) => match last.as_ref() {
-                    Some((_, clusters)) => {
-                        tracing::warn!(locator = %self.source, error = %message, "catalog cluster list not refreshed; keeping the last good one");
-                        Ok(clusters.clone())
-                    }
-                    None => Err(LocatorError::Locator { method: self.source.clone(), source: message.into() }),
-                },
-            }
-        })
+        Box::pin(self.last.get(self.refresh, &self.source, "catalog cluster list", || self.fetch()))
     }
 }
 

@@ -1,10 +1,9 @@
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kubeauth_core::{ClusterDetails, Credential, CredentialFuture, ExposeSecret as _};
 use serde::Deserialize;
 
-use crate::LocatorError;
 use crate::combined::{ClusterLocator, ClustersFuture};
 
 /// Where the gke locator gets the Google access token it lists clusters with (the googleServiceAccount
@@ -47,7 +46,7 @@ pub struct GkeLocator {
     source: String,
     token: Arc<dyn AccessTokenSource>,
     http: reqwest::Client,
-    last: tokio::sync::Mutex<Option<(Instant, Vec<ClusterDetails>)>>,
+    last: crate::refreshed::RefreshedList,
 }
 
 impl std::fmt::Debug for GkeLocator {
@@ -91,7 +90,7 @@ impl GkeLocator {
             source: source.into(),
             token,
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap_or_default(),
-            last: tokio::sync::Mutex::new(None),
+            last: crate::refreshed::RefreshedList::default(),
         }
     }
 
@@ -159,26 +158,6 @@ impl GkeLocator {
 
 impl ClusterLocator for GkeLocator {
     fn clusters(&self) -> ClustersFuture<'_> {
-        Box::pin(async move {
-            let mut last = self.last.lock().await;
-            if let Some((at, clusters)) = last.as_ref()
-                && at.elapsed() < self.settings.refresh_interval
-            {
-                return Ok(clusters.clone());
-            }
-            match self.fetch().await {
-                Ok(clusters) => {
-                    *last = Some((Instant::now(), clusters.clone()));
-                    Ok(clusters)
-                }
-                Err(message) => match last.as_ref() {
-                    Some((_, clusters)) => {
-                        tracing::warn!(locator = %self.source, error = %message, "GKE cluster list not refreshed; keeping the last good one");
-                        Ok(clusters.clone())
-                    }
-                    None => Err(LocatorError::Locator { method: self.source.clone(), source: message.into() }),
-                },
-            }
-        })
+        Box::pin(self.last.get(self.settings.refresh_interval, &self.source, "GKE cluster list", || self.fetch()))
     }
 }

@@ -40,6 +40,7 @@ mod config_locator;
 mod error;
 mod gke;
 mod local_kubectl_proxy;
+mod refreshed;
 mod value;
 
 pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, LocatorServices};

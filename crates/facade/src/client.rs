@@ -28,11 +28,11 @@ pub fn connection_config(cluster: &ClusterDetails, credential: &Credential) -> R
 }
 
 /// A provider bound to one cluster and one request's user tokens.
-pub(crate) struct BoundProvider {
-    pub(crate) key: String,
-    pub(crate) provider: Provider,
-    pub(crate) cluster: ClusterDetails,
-    pub(crate) auth: RequestAuth,
+struct BoundProvider {
+    key: String,
+    provider: Provider,
+    cluster: ClusterDetails,
+    auth: RequestAuth,
 }
 
 impl CredentialSource for BoundProvider {
@@ -46,6 +46,28 @@ impl CredentialSource for BoundProvider {
 }
 
 impl Registry {
+    /// What every client of `cluster` starts from: the cluster validated, its provider bound to it (and to
+    /// `auth`) behind a [`CredentialLayer`], the first credential fetched, and the connection settings that
+    /// credential implies.
+    pub(crate) async fn bind(
+        &self,
+        cluster: &ClusterDetails,
+        auth: &RequestAuth,
+    ) -> Result<(CredentialLayer, Credential, kube::Config), Error> {
+        self.validate(cluster)?;
+        let (key, provider) = self.provider_for(cluster)?;
+        let source = Arc::new(BoundProvider {
+            key: key.to_owned(),
+            provider: provider.clone(),
+            cluster: cluster.clone(),
+            auth: auth.clone(),
+        });
+        let layer = CredentialLayer::new(source);
+        let credential = layer.credential().await?;
+        let config = connection_config(cluster, &credential)?;
+        Ok((layer, credential, config))
+    }
+
     /// A [`kube::Client`] for `cluster`, authenticated by the provider its `authProvider` names (client-side
     /// providers use the user's tokens in `auth`; pass [`RequestAuth::none`] for server-side ones).
     ///
@@ -65,17 +87,7 @@ impl Registry {
         cluster: &ClusterDetails,
         auth: &RequestAuth,
     ) -> Result<(kube::Client, Credential), Error> {
-        self.validate(cluster)?;
-        let (key, provider) = self.provider_for(cluster)?;
-        let source = Arc::new(BoundProvider {
-            key: key.to_owned(),
-            provider: provider.clone(),
-            cluster: cluster.clone(),
-            auth: auth.clone(),
-        });
-        let layer = CredentialLayer::new(source);
-        let credential = layer.credential().await?;
-        let config = connection_config(cluster, &credential)?;
+        let (layer, credential, config) = self.bind(cluster, auth).await?;
         let client_error = |source| Error::Client { cluster: cluster.name.clone(), source };
         let builder = ClientBuilder::try_from(config).map_err(client_error)?;
         let valid_until = credential.expires_at().and_then(|at| {

@@ -1,6 +1,6 @@
 //! A raw HTTP client for a cluster, for proxies: streamed request bodies, streamed answers, and protocol
-//! upgrades (exec, attach, port-forward, WebSocket watches). TLS comes from [`connection_config`] and the
-//! credential from [`CredentialLayer`], exactly as for [`Registry::kube_client`]; HTTP/1.1 only, so that
+//! upgrades (exec, attach, port-forward, WebSocket watches). TLS comes from [`connection_config`](crate::connection_config) and the
+//! credential from [`CredentialLayer`](crate::CredentialLayer), exactly as for [`Registry::kube_client`]; HTTP/1.1 only, so that
 //! upgrades work.
 
 use std::pin::Pin;
@@ -18,9 +18,8 @@ use kubeauth_core::{ClusterDetails, Credential, RequestAuth};
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 
-use crate::client::BoundProvider;
-use crate::layer::{CredentialLayer, ReplayableBody};
-use crate::{Error, Registry, connection_config};
+use crate::layer::ReplayableBody;
+use crate::{Error, Registry};
 
 /// A request body: bytes in memory (sent again after a 401 with a refreshed credential), or a stream (sent
 /// once, as it arrives).
@@ -100,7 +99,7 @@ impl ReplayableBody for RequestBody {
 }
 
 /// A raw HTTP/1.1 client for one cluster: request paths are relative to the cluster's URL, and the cluster's
-/// credential is applied by [`CredentialLayer`]. Cheap to clone; connections are pooled.
+/// credential is applied by [`CredentialLayer`](crate::CredentialLayer). Cheap to clone; connections are pooled.
 #[derive(Clone)]
 pub struct ClusterHttpClient {
     cluster: Arc<str>,
@@ -130,17 +129,7 @@ impl Registry {
     /// A raw HTTP client for `cluster`, authenticated by its provider (with `auth` for client-side ones): what
     /// a proxy forwards requests with.
     pub async fn http_client(&self, cluster: &ClusterDetails, auth: &RequestAuth) -> Result<ClusterHttpClient, Error> {
-        self.validate(cluster)?;
-        let (key, provider) = self.provider_for(cluster)?;
-        let source = Arc::new(BoundProvider {
-            key: key.to_owned(),
-            provider: provider.clone(),
-            cluster: cluster.clone(),
-            auth: auth.clone(),
-        });
-        let layer = CredentialLayer::new(source);
-        let credential = layer.credential().await?;
-        let config = connection_config(cluster, &credential)?;
+        let (layer, credential, config) = self.bind(cluster, auth).await?;
         let client_error = |source| Error::Client { cluster: cluster.name.clone(), source };
         // No Nagle delay on the API server connections: a small request must not wait for the previous ACK.
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new();

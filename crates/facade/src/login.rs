@@ -2,7 +2,6 @@
 //! settings from `kubeauth.login`, and the request auth that carries the login's token to the provider.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use kubeauth_cluster_locator::{AppConfig, LocatorError, LoginProviderConfig, ResolveContext};
 use kubeauth_core::{ClusterDetails, RequestAuth, SecretString};
@@ -126,7 +125,6 @@ fn apply(
     if let Some(file) = &entry.ca_file {
         settings.ca_file = Some(ctx.path(&resolve("caFile", file)?));
     }
-    settings.login_timeout = Duration::from_secs(300);
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! `auth.aks` (in the proxy, the header `Backstage-Kubernetes-Authorization-aks`); it is an access token for the
 //! AKS server application (scope `6dae42f8-4368-4678-94ff-3960e28e3630/user.read`).
 
-use kubeauth_core::{ClientSideProvider, ClusterDetails, Credential, CredentialFuture, Error, RequestAuth};
+use kubeauth_core::{ClientSideProvider, ClusterDetails, CredentialFuture, RequestAuth};
 
 /// The `aks` provider.
 #[derive(Debug, Clone, Copy, Default)]
@@ -17,21 +17,14 @@ impl AksProvider {
 
 impl ClientSideProvider for AksProvider {
     fn credential<'a>(&'a self, cluster: &'a ClusterDetails, auth: &'a RequestAuth) -> CredentialFuture<'a> {
-        Box::pin(async move {
-            match auth.token(Self::KEY) {
-                Some(token) => Ok(Credential::bearer(token)),
-                None => Err(Error::MissingUserToken {
-                    cluster: cluster.name.clone(),
-                    provider: Self::KEY.into(),
-                    path: Self::KEY.into(),
-                }),
-            }
-        })
+        Box::pin(async move { auth.user_credential(cluster, Self::KEY, None) })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use kubeauth_core::Credential;
+
     use kubeauth_core::ExposeSecret as _;
 
     use super::*;

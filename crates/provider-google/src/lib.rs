@@ -3,7 +3,7 @@
 //! A client-side provider: the cluster (GKE) sees the user. The token travels with the request under
 //! `auth.google` (in the proxy, the header `Backstage-Kubernetes-Authorization-google`).
 
-use kubeauth_core::{ClientSideProvider, ClusterDetails, Credential, CredentialFuture, Error, RequestAuth};
+use kubeauth_core::{ClientSideProvider, ClusterDetails, CredentialFuture, RequestAuth};
 
 /// The `google` provider.
 #[derive(Debug, Clone, Copy, Default)]
@@ -16,21 +16,14 @@ impl GoogleProvider {
 
 impl ClientSideProvider for GoogleProvider {
     fn credential<'a>(&'a self, cluster: &'a ClusterDetails, auth: &'a RequestAuth) -> CredentialFuture<'a> {
-        Box::pin(async move {
-            match auth.token(Self::KEY) {
-                Some(token) => Ok(Credential::bearer(token)),
-                None => Err(Error::MissingUserToken {
-                    cluster: cluster.name.clone(),
-                    provider: Self::KEY.into(),
-                    path: Self::KEY.into(),
-                }),
-            }
-        })
+        Box::pin(async move { auth.user_credential(cluster, Self::KEY, None) })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use kubeauth_core::Credential;
+
     use super::*;
 
     #[tokio::test]

@@ -10,7 +10,7 @@ pub mod login;
 use std::collections::BTreeMap;
 
 use kubeauth_core::{
-    ClientSideProvider, ClusterDetails, Credential, CredentialFuture, Error, RequestAuth, ValidationIssue, metadata,
+    ClientSideProvider, ClusterDetails, CredentialFuture, Error, RequestAuth, ValidationIssue, metadata,
 };
 
 /// The `oidc` provider.
@@ -30,14 +30,7 @@ impl ClientSideProvider for OidcProvider {
                 key: "oidcTokenProvider".into(),
                 message: "missing: the oidc provider needs to know which OIDC provider's ID token to send".into(),
             })?;
-            match auth.nested_token(Self::KEY, provider) {
-                Some(token) => Ok(Credential::bearer(token)),
-                None => Err(Error::MissingUserToken {
-                    cluster: cluster.name.clone(),
-                    provider: Self::KEY.into(),
-                    path: format!("oidc.{provider}"),
-                }),
-            }
+            auth.user_credential(cluster, Self::KEY, Some(provider))
         })
     }
 
@@ -61,7 +54,7 @@ impl ClientSideProvider for OidcProvider {
 
 #[cfg(test)]
 mod tests {
-    use kubeauth_core::ExposeSecret;
+    use kubeauth_core::{Credential, ExposeSecret};
 
     use super::*;
 

@@ -441,12 +441,7 @@ impl Login {
         if let Some(session) = self.stored().filter(|s| s.is_fresh(FRESHNESS_MARGIN)) {
             return Ok(session);
         }
-        let store = self.store.clone();
-        let settings = self.settings.clone();
-        let _lock = tokio::task::spawn_blocking(move || store.lock(&settings))
-            .await
-            .map_err(|e| self.io("cannot lock the session file", std::io::Error::other(e)))?
-            .map_err(|source| self.io("cannot lock the session file", source))?;
+        let _lock = self.lock().await?;
         let stored = self.stored();
         if let Some(session) = stored.clone().filter(|s| s.is_fresh(FRESHNESS_MARGIN)) {
             // Another process refreshed it while this one waited for the lock.
@@ -478,14 +473,19 @@ impl Login {
     /// A full interactive login with `flow`, stored as the session.
     pub async fn login(&self, flow: Flow, prompt: PromptFn<'_>) -> Result<Session, LoginError> {
         let session = self.login_with(flow, prompt).await?;
-        let store = self.store.clone();
-        let settings = self.settings.clone();
-        let _lock = tokio::task::spawn_blocking(move || store.lock(&settings))
-            .await
-            .map_err(|e| self.io("cannot lock the session file", std::io::Error::other(e)))?
-            .map_err(|source| self.io("cannot lock the session file", source))?;
+        let _lock = self.lock().await?;
         self.save(&session)?;
         Ok(session)
+    }
+
+    /// Waits (off the async threads) for the lock of this provider's session.
+    async fn lock(&self) -> Result<SessionLock, LoginError> {
+        let store = self.store.clone();
+        let settings = self.settings.clone();
+        tokio::task::spawn_blocking(move || store.lock(&settings))
+            .await
+            .map_err(|e| self.io("cannot lock the session file", std::io::Error::other(e)))?
+            .map_err(|source| self.io("cannot lock the session file", source))
     }
 
     async fn login_with(&self, flow: Flow, prompt: PromptFn<'_>) -> Result<Session, LoginError> {
