@@ -19,7 +19,7 @@ async fn grants(env: &Env) {
 
 fn registry(provider: AwsProvider) -> Registry {
     let mut registry = Registry::with_defaults();
-    registry.replace_server_side("aws", provider).unwrap();
+    registry.replace("aws", kubeauth::Provider::server(provider)).unwrap();
     registry
 }
 
@@ -56,8 +56,10 @@ fn code(error: &kube::Error) -> Option<u16> {
 async fn an_eks_token_lists_namespaces_as_the_mapped_user() {
     let env = Env::shared();
     grants(env).await;
-    let client =
-        registry(static_provider(env)).kube_client(&env.cluster_details("eks"), &RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(registry(static_provider(env)))
+        .kube_client(&env.cluster_details("eks"), &RequestAuth::none())
+        .await
+        .unwrap();
     assert!(list::<Namespace>(client.clone()).await.unwrap() > 0);
     // aws-user may not list pods: the API server saw the base identity, not the role.
     assert_eq!(code(&list_pods(client).await.unwrap_err()), Some(403));
@@ -70,7 +72,10 @@ async fn an_assumed_role_lists_as_the_roles_user() {
     let mut cluster = env.cluster_details("eks-role");
     cluster.auth_metadata.insert(metadata::AWS_ASSUME_ROLE.into(), Env::ROLE_ARN.into());
     cluster.auth_metadata.insert(metadata::AWS_EXTERNAL_ID.into(), Env::EXTERNAL_ID.into());
-    let client = registry(static_provider(env)).kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(registry(static_provider(env)))
+        .kube_client(&cluster, &RequestAuth::none())
+        .await
+        .unwrap();
     list_pods(client).await.expect("the role's user may list pods");
 }
 
@@ -80,7 +85,9 @@ async fn a_wrong_external_id_is_refused_by_sts_for_that_cluster() {
     let mut cluster = env.cluster_details("eks-wrong-external-id");
     cluster.auth_metadata.insert(metadata::AWS_ASSUME_ROLE.into(), Env::ROLE_ARN.into());
     cluster.auth_metadata.insert(metadata::AWS_EXTERNAL_ID.into(), "not-the-id".into());
-    let Err(err) = registry(static_provider(env)).kube_client(&cluster, &RequestAuth::none()).await else {
+    let Err(err) =
+        kubeauth::Connector::new(registry(static_provider(env))).kube_client(&cluster, &RequestAuth::none()).await
+    else {
         panic!("a client with a refused role")
     };
     let shown = kubeauth::report(&err);
@@ -103,9 +110,9 @@ impl ServerSideProvider for Fixed {
 
 async fn status_of(env: &Env, token: String) -> u16 {
     let mut registry = Registry::with_defaults();
-    registry.add_server_side("fixed", Fixed(token)).unwrap();
+    registry.add("fixed", kubeauth::Provider::server(Fixed(token))).unwrap();
     let cluster = env.cluster.cluster_details("eks-fixed", "fixed");
-    let client = registry.kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(registry.clone()).kube_client(&cluster, &RequestAuth::none()).await.unwrap();
     match list::<Namespace>(client).await {
         Ok(_) => 200,
         Err(e) => code(&e).unwrap_or(0),

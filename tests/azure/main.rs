@@ -65,9 +65,11 @@ fn secret_vars() -> Vec<(&'static str, String)> {
 
 async fn lists_namespaces(env: &Env, provider: AzureProvider) -> Result<usize, kube::Error> {
     let mut registry = Registry::with_defaults();
-    registry.replace_server_side("azure", provider).unwrap();
-    let client =
-        registry.kube_client(&env.cluster.cluster_details("aks", "azure"), &RequestAuth::none()).await.unwrap();
+    registry.replace("azure", kubeauth::Provider::server(provider)).unwrap();
+    let client = kubeauth::Connector::new(registry.clone())
+        .kube_client(&env.cluster.cluster_details("aks", "azure"), &RequestAuth::none())
+        .await
+        .unwrap();
     Ok(kube::Api::<Namespace>::all(client).list(&Default::default()).await?.items.len())
 }
 
@@ -125,8 +127,10 @@ async fn a_wrong_secret_is_that_clusters_error() {
     let mut vars = secret_vars();
     vars[2].1 = "not-the-secret".into();
     let mut registry = Registry::with_defaults();
-    registry.replace_server_side("azure", provider(&env.entra, vars)).unwrap();
-    let Err(err) = registry.kube_client(&env.cluster.cluster_details("aks", "azure"), &RequestAuth::none()).await
+    registry.replace("azure", kubeauth::Provider::server(provider(&env.entra, vars))).unwrap();
+    let Err(err) = kubeauth::Connector::new(registry.clone())
+        .kube_client(&env.cluster.cluster_details("aks", "azure"), &RequestAuth::none())
+        .await
     else {
         panic!("a client with a wrong secret")
     };

@@ -1,6 +1,8 @@
 //! The proxy benchmark: the same GET of a namespace's pods, against the same real kube-apiserver, directly,
-//! through `kubectl proxy`, and through `kubeauth serve`, with a real load generator (`wrk`) at 1 and 64
-//! connections; requests/s, latency percentiles, and each proxy's peak RSS.
+//! through `kubectl proxy`, and through `kubeauth serve` for a serviceAccount cluster and for an oidc cluster
+//! (the user's token in the Backstage header), with a real load generator (`wrk`) at 1 and 64 connections;
+//! requests/s, latency percentiles, CPU per request and each proxy's peak RSS. Then a 200-connection soak, and
+//! the fan-out of one entity over 50 clusters with the TLS handshakes counted by a forwarder.
 //!
 //! Run by `cargo xtask bench` (which installs wrk and passes the release `kubeauth` binary):
 //! `proxy --kubeauth PATH --out FILE [--seconds N]`. Writes a markdown section to FILE.
@@ -188,21 +190,22 @@ fn main() {
     );
     wait_for_port(kubectl_port, "kubectl proxy");
 
-    // kubeauth serve with the same identity (a serviceAccount cluster with the admin token).
+    // kubeauth serve with the same identity: a serviceAccount cluster with the admin token, and the same API
+    // server as an oidc cluster whose user token (the admin token standing in) comes with each request.
     let config = scratch.path().join("app-config.yaml");
     std::fs::write(
         &config,
         format!(
-            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: bench\n          url: {}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {}\n",
-            cluster.url(),
-            cluster.ca().ca_data(),
-            cluster.admin_token()
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: bench\n          url: {url}\n          caData: {ca}\n          authProvider: serviceAccount\n          serviceAccountToken: {token}\n        - name: bench-oidc\n          url: {url}\n          caData: {ca}\n          authProvider: oidc\n          oidcTokenProvider: bench\n",
+            url = cluster.url(),
+            ca = cluster.ca().ca_data(),
+            token = cluster.admin_token()
         ),
     )
     .unwrap();
     let (serve, kubeauth_port) = start_serve(&kubeauth, &config);
 
-    let targets: [(&str, String, Vec<String>); 3] = [
+    let targets: [(&str, String, Vec<String>); 4] = [
         (
             "direct (kube-apiserver)",
             format!("{}{path}", cluster.url()),
@@ -213,6 +216,14 @@ fn main() {
             "kubeauth serve",
             format!("http://127.0.0.1:{kubeauth_port}/api/kubernetes/proxy{path}"),
             vec!["Backstage-Kubernetes-Cluster: bench".to_owned()],
+        ),
+        (
+            "kubeauth serve, oidc cluster",
+            format!("http://127.0.0.1:{kubeauth_port}/api/kubernetes/proxy{path}"),
+            vec![
+                "Backstage-Kubernetes-Cluster: bench-oidc".to_owned(),
+                format!("Backstage-Kubernetes-Authorization-oidc-bench: {}", cluster.admin_token()),
+            ],
         ),
     ];
     // Warm every path (connections, caches) before measuring.
@@ -229,7 +240,7 @@ fn main() {
             for (name, url, headers) in &targets {
                 let pid = match *name {
                     "kubectl proxy 1.37" => Some(kubectl.0.id()),
-                    "kubeauth serve" => Some(serve.0.id()),
+                    "kubeauth serve" | "kubeauth serve, oidc cluster" => Some(serve.0.id()),
                     _ => None,
                 };
                 let before = pid.map(cpu_seconds);
@@ -267,7 +278,7 @@ fn main() {
             ));
         }
     }
-    let cpu: Vec<(&str, f64)> = ["kubectl proxy 1.37", "kubeauth serve"]
+    let cpu: Vec<(&str, f64)> = ["kubectl proxy 1.37", "kubeauth serve", "kubeauth serve, oidc cluster"]
         .into_iter()
         .map(|name| (name, median(cpu.iter().filter(|(n, _)| *n == name).map(|(_, us)| *us).collect())))
         .collect();
@@ -349,19 +360,29 @@ fn main() {
     );
 
     // Fan-out: an entity's objects (13 object types) from 50 clusters at once (all this API server, under 50
-    // names), against the same from one cluster: the wall time of the slowest single-cluster fetch sets the pace.
-    let fanout = |clusters: usize| -> f64 {
+    // names, reached through a forwarder that counts connections: one TLS handshake each), against the same
+    // from one cluster; for serviceAccount clusters and for oidc clusters (the user's token in the body).
+    let api_server: std::net::SocketAddr = cluster.url().trim_start_matches("https://").parse().unwrap();
+    let fanout = |clusters: usize, oidc: bool| -> (f64, u64) {
+        let forwarder = runtime.block_on(kubeauth_testkit::forward::CountingForwarder::start(api_server));
+        let auth = if oidc {
+            format!("          authProvider: oidc\n          oidcTokenProvider: bench\n")
+        } else {
+            format!(
+                "          authProvider: serviceAccount\n          serviceAccountToken: {}\n",
+                cluster.admin_token()
+            )
+        };
         let entries: String = (0..clusters)
             .map(|i| {
                 format!(
-                    "        - name: c{i}\n          url: {}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {}\n",
-                    cluster.url(),
+                    "        - name: c{i}\n          url: {}\n          caData: {}\n{auth}",
+                    forwarder.https_url(),
                     cluster.ca().ca_data(),
-                    cluster.admin_token()
                 )
             })
             .collect();
-        let file = scratch.path().join(format!("fanout-{clusters}.yaml"));
+        let file = scratch.path().join(format!("fanout-{clusters}-{oidc}.yaml"));
         std::fs::write(
             &file,
             format!("kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{entries}"),
@@ -369,10 +390,12 @@ fn main() {
         .unwrap();
         let (_serve, port) = start_serve(&kubeauth, &file);
         let addr = format!("127.0.0.1:{port}");
+        let user =
+            if oidc { serde_json::json!({"oidc": {"bench": cluster.admin_token()}}) } else { serde_json::json!({}) };
         let body = serde_json::json!({"entity": {"metadata": {"name": "bench", "annotations": {
-            "backstage.io/kubernetes-label-selector": "app=bench", "backstage.io/kubernetes-namespace": "bench"}}}, "auth": {}})
+            "backstage.io/kubernetes-label-selector": "app=bench", "backstage.io/kubernetes-namespace": "bench"}}}, "auth": user})
         .to_string();
-        runtime.block_on(async {
+        let median = runtime.block_on(async {
             let mut times = Vec::new();
             for round in 0..7 {
                 let started = Instant::now();
@@ -387,8 +410,13 @@ fn main() {
                 .expect("fan-out request");
                 let elapsed = started.elapsed().as_secs_f64() * 1000.0;
                 assert_eq!(answer.status, 200, "{}", answer.text());
-                let items = answer.json()["items"].as_array().map_or(0, Vec::len);
-                assert_eq!(items, clusters);
+                let items = answer.json()["items"].as_array().cloned().unwrap_or_default();
+                assert_eq!(items.len(), clusters);
+                assert!(
+                    items.iter().all(|i| i["errors"].as_array().is_some_and(Vec::is_empty)),
+                    "every cluster answers: {}",
+                    answer.text()
+                );
                 // The first round opens the connections.
                 if round > 0 {
                     times.push(elapsed);
@@ -396,11 +424,15 @@ fn main() {
             }
             times.sort_by(f64::total_cmp);
             times[times.len() / 2]
-        })
+        });
+        (median, forwarder.connections())
     };
-    let fanout_one = fanout(1);
-    let fanout_fifty = fanout(50);
-    eprintln!("fan-out: 1 cluster {fanout_one:.1} ms, 50 clusters {fanout_fifty:.1} ms");
+    let (fanout_one, handshakes_one) = fanout(1, false);
+    let (fanout_fifty, handshakes_fifty) = fanout(50, false);
+    let (fanout_fifty_oidc, handshakes_fifty_oidc) = fanout(50, true);
+    eprintln!(
+        "fan-out: 1 cluster {fanout_one:.1} ms ({handshakes_one} handshakes), 50 clusters {fanout_fifty:.1} ms ({handshakes_fifty}), 50 oidc clusters {fanout_fifty_oidc:.1} ms ({handshakes_fifty_oidc})"
+    );
 
     let get = |name: &str, c: u32| figures.iter().find(|(n, cc, _)| *n == name && *cc == c).map(|(_, _, f)| f).unwrap();
     let mut rows = String::new();
@@ -415,15 +447,23 @@ fn main() {
     let added_kubeauth = get("kubeauth serve", 1).p50_ms - direct1;
     let throughput_ratio =
         get("kubeauth serve", 64).requests_per_second / get("kubectl proxy 1.37", 64).requests_per_second;
+    let oidc_ratio =
+        get("kubeauth serve, oidc cluster", 64).requests_per_second / get("kubectl proxy 1.37", 64).requests_per_second;
+    let oidc_vs_sa =
+        get("kubeauth serve, oidc cluster", 64).requests_per_second / get("kubeauth serve", 64).requests_per_second;
+    let added_oidc = get("kubeauth serve, oidc cluster", 1).p50_ms - direct1;
     let section = format!(
         "## The proxy: `kubeauth serve` vs `kubectl proxy` vs direct\n\n\
          `GET {path}` (5 pods) on one kube-apiserver 1.20 + etcd, wrk {seconds} s per run, median of {rounds} alternating rounds, everything on this machine \
          ({} cores) — load generator, proxies, API server and etcd share the CPUs.\n\n\
          | target | connections | requests/s | p50 | p99 | errors (all rounds) |\n|---|---|---|---|---|---|\n{rows}\n\
-         - Throughput at 64 connections, kubeauth serve / kubectl proxy: **{throughput_ratio:.2}x** (target ≥ 1.2x)\n\
-         - Median added latency over direct at 1 connection: kubeauth serve **{added_kubeauth:.3} ms**, kubectl proxy {added_kubectl:.3} ms\n\
+         - Throughput at 64 connections, kubeauth serve / kubectl proxy: **{throughput_ratio:.2}x** (serviceAccount \
+         cluster), **{oidc_ratio:.2}x** (oidc cluster; target ≥ 1.3x)\n\
+         - Throughput at 64 connections, oidc cluster / serviceAccount cluster: **{oidc_vs_sa:.2}** (target ≥ 0.90)\n\
+         - Median added latency over direct at 1 connection: kubeauth serve **{added_kubeauth:.3} ms** \
+         (serviceAccount), **{added_oidc:.3} ms** (oidc), kubectl proxy {added_kubectl:.3} ms\n\
          - Peak RSS: kubeauth serve **{kubeauth_rss:.1} MB**, kubectl proxy {kubectl_rss:.1} MB (target < 30 MB)\n\
-         - CPU time per proxied request at 64 connections: {}\n\n\
+         - CPU time per proxied request at 64 connections (target ≤ 100 µs for kubeauth serve): {}\n\n\
          ### Soak: 200 connections for {soak_seconds} s\n\n\
          100 connections through the proxy (the same GET) and 100 on `POST /resources/workloads/query` (an entity \
          resolved in a catalog, then the 13 object types of its namespace fetched) at once, on one `kubeauth serve`.\n\n\
@@ -433,9 +473,12 @@ fn main() {
          RSS of kubeauth serve: {rss_start:.1} MB after warm-up; during the soak {}; peak {rss_peak:.1} MB; \
          {rss_end:.1} MB after it (idle pooled connections and the allocator's arenas are kept).\n\n\
          ### Fan-out over clusters\n\n\
-         An entity's objects (13 object types, `POST /services/{{id}}`), median of 6 requests after a first one: \
-         1 cluster **{fanout_one:.1} ms**, 50 clusters (650 API requests, all to this one API server) \
-         **{fanout_fifty:.1} ms** — {:.1}x the single cluster's time for 50x the work, on 2 cores shared with the API server.\n",
+         An entity's objects (13 object types, `POST /services/{{id}}`), median of 6 requests after a first one, \
+         the API server reached through a forwarder that counts connections (each one TLS handshake) over all 7 requests:\n\n\
+         | clusters | wall time | TLS handshakes |\n|---|---|---|\n\
+         | 1 (serviceAccount) | {fanout_one:.1} ms | {handshakes_one} |\n\
+         | 50 (serviceAccount; 650 API requests a round) | {fanout_fifty:.1} ms ({:.1}x the single cluster's) | {handshakes_fifty} |\n\
+         | 50 (oidc, the user's token in the body) | {fanout_fifty_oidc:.1} ms | {handshakes_fifty_oidc} |\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         cpu.iter().map(|(n, us)| format!("{n} {us:.0} µs")).collect::<Vec<_>>().join(", "),
         proxy_soak.requests_per_second,

@@ -40,8 +40,8 @@ async fn a_client_certificate_from_another_ca_gets_the_api_servers_401() {
     let env = TestCluster::shared();
     let stranger = kubeauth_testkit::pki::TestCa::new("not-trusted").client_cert("x509-example-user", &[]);
     let mut registry = kubeauth::Registry::with_defaults();
-    registry.add_server_side("fixedCertificate", Fixed(stranger.cert_pem, stranger.key_pem)).unwrap();
-    let client = registry
+    registry.add("fixedCertificate", kubeauth::Provider::server(Fixed(stranger.cert_pem, stranger.key_pem))).unwrap();
+    let client = kubeauth::Connector::new(registry)
         .kube_client(&env.cluster_details("envtest", "fixedCertificate"), &kubeauth::RequestAuth::none())
         .await
         .unwrap();

@@ -1,7 +1,7 @@
 //! The manifests of deploy/ are accepted by a real kube-apiserver (server-side dry run, every object through
 //! admission and validation), and the configuration they carry is a valid kubeauth configuration.
 
-use kubeauth::{AppConfig, Registry, ResolveContext};
+use kubeauth::{AppConfig, Kubeauth, ResolveContext};
 use kubeauth_testkit::TestCluster;
 
 fn deploy_dir() -> std::path::PathBuf {
@@ -59,19 +59,19 @@ async fn the_configuration_in_the_configmap_is_valid() {
     let app_config = app_config.replace(in_pod, ca.to_str().unwrap());
     let config = AppConfig::from_yaml_str(&app_config, None).unwrap();
     let ctx = ResolveContext::new(|name| (name == "KUBEAUTH_API_TOKEN").then(|| "a".repeat(64)));
-    let mut registry = Registry::from_config(&config, &ctx).unwrap();
     // The pod's token file, here: the projected-token folder of a pod, imitated.
     std::fs::write(dir.path().join("token"), "a-projected-token").unwrap();
-    registry
-        .replace_server_side(
-            "serviceAccount",
-            kubeauth_service_account::ServiceAccountProvider::with_token_dir(dir.path()),
-        )
+    let in_pod = kubeauth_service_account::ServiceAccountProvider::with_token_dir(dir.path());
+    let kubeauth = Kubeauth::builder(&config, &ctx)
+        .unwrap()
+        .replace_provider("serviceAccount", kubeauth::Provider::server(in_pod))
+        .unwrap()
+        .build()
         .unwrap();
-    let clusters = kubeauth::locator(&config, &ctx, &registry).unwrap().clusters().await.unwrap();
+    let clusters = kubeauth.clusters().await.unwrap();
     assert_eq!(clusters.len(), 1);
     assert_eq!(clusters[0].auth_provider(), Some("serviceAccount"));
-    registry.validate(&clusters[0]).unwrap();
+    kubeauth.registry().validate(&clusters[0]).unwrap();
     let auth = config.kubeauth.server.auth.as_ref().expect("API tokens: the deployment listens beyond loopback");
     assert_eq!(auth.bearer_tokens.len(), 1);
 }

@@ -38,7 +38,10 @@ async fn reaches_the_api_server_through_kubectl_proxy() {
     let config = AppConfig::from_yaml_str(&yaml, None).unwrap();
     let clusters =
         CombinedLocator::from_config(&config, &ResolveContext::new(|_| None)).unwrap().clusters().await.unwrap();
-    let client = Registry::with_defaults().kube_client(&clusters[0], &RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(Registry::with_defaults())
+        .kube_client(&clusters[0], &RequestAuth::none())
+        .await
+        .unwrap();
     let names = namespaces(client).await.unwrap();
     assert!(names.contains(&"kube-system".to_owned()), "{names:?}");
 }

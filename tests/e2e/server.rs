@@ -1,14 +1,13 @@
 //! The server's proxy against the real API server, embedded in-process as a user of the crate would.
 
-use kubeauth::{AppConfig, CombinedLocator, Registry, ResolveContext};
+use kubeauth::{AppConfig, Kubeauth, ResolveContext};
 use kubeauth_server::KubeauthServer;
 use kubeauth_testkit::{TestCluster, http, service_account};
 
 /// Serves `yaml`'s clusters on a loopback port; returns the address.
 async fn serve(yaml: &str) -> String {
     let config = AppConfig::from_yaml_str(yaml, None).unwrap();
-    let locator = CombinedLocator::from_config(&config, &ResolveContext::new(|_| None)).unwrap();
-    let server = KubeauthServer::new(Registry::with_defaults(), locator);
+    let server = KubeauthServer::from_config(&config, &ResolveContext::new(|_| None)).unwrap();
     server.check().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -417,13 +416,16 @@ async fn serve_with_catalog(yaml: &str, catalog: &kubeauth_testkit::catalog::Fak
     let env = TestCluster::shared();
     let config = AppConfig::from_yaml_str(yaml, None).unwrap();
     let ctx = ResolveContext::new(|_| None);
-    let mut registry = Registry::with_defaults();
-    registry.add_server_side("adminToken", AdminToken(env.admin_token().to_owned())).unwrap();
-    let locator = kubeauth::locator(&config, &ctx, &registry).unwrap();
+    let kubeauth = Kubeauth::builder(&config, &ctx)
+        .unwrap()
+        .provider("adminToken", kubeauth::Provider::server(AdminToken(env.admin_token().to_owned())))
+        .unwrap()
+        .build()
+        .unwrap();
     let client =
         kubeauth::locator::catalog::CatalogClient::new(catalog.url(), Some(catalog.token().to_owned().into()), None)
             .unwrap();
-    let server = KubeauthServer::new(registry, locator).with_catalog(client);
+    let server = KubeauthServer::new(kubeauth).with_catalog(client);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, server.router()).await });

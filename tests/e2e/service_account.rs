@@ -23,7 +23,10 @@ async fn a_configured_service_account_token_lists_namespaces() {
     let ctx = ResolveContext::new(move |name| (name == "READER_TOKEN").then(|| token.clone()));
     let clusters = CombinedLocator::from_config(&config, &ctx).unwrap().clusters().await.unwrap();
 
-    let client = Registry::with_defaults().kube_client(&clusters[0], &RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(Registry::with_defaults())
+        .kube_client(&clusters[0], &RequestAuth::none())
+        .await
+        .unwrap();
     let names = namespaces(client).await.unwrap();
     assert!(names.contains(&"default".to_owned()) && names.contains(&"sa-config".to_owned()), "{names:?}");
 }
@@ -33,7 +36,8 @@ async fn a_bad_token_gets_the_api_servers_own_401() {
     let env = TestCluster::shared();
     let mut cluster = env.cluster_details("envtest", "serviceAccount");
     cluster.service_account_token = Some("not-a-real-token".into());
-    let client = Registry::with_defaults().kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    let client =
+        kubeauth::Connector::new(Registry::with_defaults()).kube_client(&cluster, &RequestAuth::none()).await.unwrap();
     match namespaces(client).await.unwrap_err() {
         kube::Error::Api(status) => {
             assert_eq!(
@@ -70,8 +74,8 @@ async fn the_in_cluster_token_file_and_ca_work_and_a_rotated_token_is_picked_up(
         })
         .unwrap();
     let mut registry = Registry::with_defaults();
-    registry.replace_server_side("serviceAccount", provider).unwrap();
-    let client = registry.kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    registry.replace("serviceAccount", kubeauth::Provider::server(provider)).unwrap();
+    let client = kubeauth::Connector::new(registry.clone()).kube_client(&cluster, &RequestAuth::none()).await.unwrap();
     let pods = || kube::Api::<Pod>::all(client.clone());
 
     assert!(namespaces(client.clone()).await.is_ok());

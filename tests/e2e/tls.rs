@@ -16,7 +16,10 @@ fn admin_cluster(env: &TestCluster) -> kubeauth::ClusterDetails {
 #[tokio::test]
 async fn the_right_ca_verifies_the_api_server() {
     let env = TestCluster::shared();
-    let client = Registry::with_defaults().kube_client(&admin_cluster(env), &RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(Registry::with_defaults())
+        .kube_client(&admin_cluster(env), &RequestAuth::none())
+        .await
+        .unwrap();
     assert!(namespaces(client).await.is_ok());
 }
 
@@ -28,7 +31,8 @@ async fn a_ca_file_works_like_ca_data() {
     let mut cluster = admin_cluster(env);
     cluster.ca_data = None;
     cluster.ca_file = Some(dir.path().join("ca.pem"));
-    let client = Registry::with_defaults().kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    let client =
+        kubeauth::Connector::new(Registry::with_defaults()).kube_client(&cluster, &RequestAuth::none()).await.unwrap();
     assert!(namespaces(client).await.is_ok());
 }
 
@@ -37,7 +41,8 @@ async fn a_wrong_ca_fails_with_a_clear_tls_error() {
     let env = TestCluster::shared();
     let mut cluster = admin_cluster(env);
     cluster.ca_data = Some(TestCa::new("wrong-ca").ca_data());
-    let client = Registry::with_defaults().kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    let client =
+        kubeauth::Connector::new(Registry::with_defaults()).kube_client(&cluster, &RequestAuth::none()).await.unwrap();
     let error = namespaces(client).await.unwrap_err();
     let shown = kubeauth::report(&error);
     assert!(shown.contains("invalid peer certificate: UnknownIssuer"), "{shown}");
@@ -49,7 +54,8 @@ async fn skip_tls_verify_connects_without_a_ca() {
     let mut cluster = admin_cluster(env);
     cluster.ca_data = None;
     cluster.skip_tls_verify = true;
-    let client = Registry::with_defaults().kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    let client =
+        kubeauth::Connector::new(Registry::with_defaults()).kube_client(&cluster, &RequestAuth::none()).await.unwrap();
     assert!(namespaces(client).await.is_ok());
 }
 
@@ -58,6 +64,7 @@ async fn without_a_ca_or_skip_the_system_roots_do_not_trust_a_private_api_server
     let env = TestCluster::shared();
     let mut cluster = admin_cluster(env);
     cluster.ca_data = None;
-    let client = Registry::with_defaults().kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    let client =
+        kubeauth::Connector::new(Registry::with_defaults()).kube_client(&cluster, &RequestAuth::none()).await.unwrap();
     assert!(kubeauth::report(&namespaces(client).await.unwrap_err()).contains("certificate"));
 }

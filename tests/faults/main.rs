@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use kubeauth::{AppConfig, ClusterDetails, Registry, RequestAuth, ResolveContext};
+use kubeauth::{AppConfig, ClusterDetails, Kubeauth, Registry, RequestAuth, ResolveContext};
 use kubeauth_server::KubeauthServer;
 use kubeauth_testkit::faults::{Fault, Misbehaving};
 use kubeauth_testkit::google::FakeGoogle;
@@ -20,7 +20,7 @@ fn google_registry(token_uri: &str) -> Registry {
     key["token_uri"] = token_uri.into();
     let yaml = format!("kubernetes:\n  googleServiceAccountCredentials: '{}'\n", key.to_string().replace('\'', "''"));
     let config = AppConfig::from_yaml_str(&yaml, None).unwrap();
-    Registry::from_config(&config, &ResolveContext::new(|_| None)).unwrap()
+    Kubeauth::from_config(&config, &ResolveContext::new(|_| None)).unwrap().registry().clone()
 }
 
 fn gke_cluster() -> ClusterDetails {
@@ -70,7 +70,7 @@ async fn an_issuer_answering_garbage_fails_the_login_with_its_name() {
     let peer = Misbehaving::start(Fault::Garbage);
     let dir = tempfile::tempdir().unwrap();
     let login =
-        Login::new(LoginSettings::oidc("broken", peer.url(), "kubeauth"), SessionStore::new(dir.path())).unwrap();
+        Login::new(LoginSettings::oidc("broken", peer.url(), "kubeauth"), SessionStore::in_dir(dir.path())).unwrap();
     let err = login.start_code_flow().await.unwrap_err();
     assert!(matches!(err, LoginError::Discovery { .. }), "{err}");
     assert!(
@@ -84,13 +84,8 @@ async fn an_issuer_answering_garbage_fails_the_login_with_its_name() {
 
 async fn serve(yaml: &str) -> String {
     let config = AppConfig::from_yaml_str(yaml, None).unwrap();
-    let ctx = ResolveContext::new(|_| None);
-    let registry = Registry::with_defaults();
-    let locator = kubeauth::locator(&config, &ctx, &registry).unwrap();
-    let mut server = KubeauthServer::new(registry, locator);
-    if config.kubeauth.catalog.is_some() {
-        server = server.with_catalog(kubeauth::locator::catalog::client_from_config(&config, &ctx).unwrap());
-    }
+    // With a catalog section, entity references are resolved in that catalog.
+    let server = KubeauthServer::from_config(&config, &ResolveContext::new(|_| None)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, server.router()).await });

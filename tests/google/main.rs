@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kubeauth::{AppConfig, ClusterLocator, Registry, RequestAuth, ResolveContext};
+use kubeauth::{AppConfig, ClusterLocator, Kubeauth, RequestAuth, ResolveContext};
 use kubeauth_cluster_locator::{AccessTokenSource, GkeLocator, GkeSettings};
 use kubeauth_testkit::google::FakeGoogle;
 use kubeauth_testkit::{TestCluster, TokenReviewWebhook, user};
@@ -81,9 +81,8 @@ async fn the_gke_locator_finds_the_clusters_and_the_service_account_lists_namesp
     env.cluster.grant("gke-sa-namespaces", user(ACCOUNT), &["list"], &["namespaces"]).await;
     let key = env.google.service_account(ACCOUNT);
     let config = config(env);
-    let registry = Registry::from_config(&config, &ctx(key.clone())).unwrap();
-    let locator = kubeauth::locator(&config, &ctx(key), &registry).unwrap();
-    let clusters = locator.clusters().await.unwrap();
+    let kubeauth = Kubeauth::from_config(&config, &ctx(key)).unwrap();
+    let clusters = kubeauth.clusters().await.unwrap();
 
     let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["gke-platform"], "gke-data is filtered out by its labels");
@@ -98,7 +97,7 @@ async fn the_gke_locator_finds_the_clusters_and_the_service_account_lists_namesp
     );
 
     // TLS verified with the real CA; the access token accepted by the API server's webhook.
-    let client = registry.kube_client(gke, &RequestAuth::none()).await.unwrap();
+    let client = kubeauth.kube_client(gke, &RequestAuth::none()).await.unwrap();
     let namespaces = kube::Api::<Namespace>::all(client.clone()).list(&Default::default()).await.unwrap();
     assert!(!namespaces.items.is_empty());
     // One jwt-bearer exchange served the locator and the client: the token is cached until it nears expiry.
@@ -113,10 +112,8 @@ async fn a_key_with_the_wrong_private_key_fails_naming_the_locator_and_the_clust
     env.google.service_account("forged@kubeauth-test.iam.gserviceaccount.com");
     let forged = env.google.forged_key("forged@kubeauth-test.iam.gserviceaccount.com");
     let config = config(env);
-    let registry = Registry::from_config(&config, &ctx(forged.clone())).unwrap();
-
-    let locator = kubeauth::locator(&config, &ctx(forged), &registry).unwrap();
-    let err = kubeauth::report(&locator.clusters().await.unwrap_err());
+    let kubeauth = Kubeauth::from_config(&config, &ctx(forged)).unwrap();
+    let err = kubeauth::report(&kubeauth.clusters().await.unwrap_err());
     assert!(err.contains("clusterLocatorMethods[0] (gke)"), "{err}");
     assert!(err.contains("invalid_grant Invalid JWT Signature."), "{err}");
     assert!(!err.contains("PRIVATE KEY"), "{err}");
@@ -126,7 +123,7 @@ async fn a_key_with_the_wrong_private_key_fails_naming_the_locator_and_the_clust
         c.title = Some("listed by hand".into());
         c
     };
-    let Err(err) = registry.kube_client(&cluster, &RequestAuth::none()).await else {
+    let Err(err) = kubeauth.kube_client(&cluster, &RequestAuth::none()).await else {
         panic!("a client with a forged key")
     };
     let err = kubeauth::report(&err);
@@ -140,7 +137,7 @@ async fn a_key_with_the_wrong_private_key_fails_naming_the_locator_and_the_clust
 #[tokio::test]
 async fn a_bad_key_in_the_config_names_the_key() {
     let config = config(env());
-    let Err(err) = Registry::from_config(&config, &ctx(r#"{"type":"service_account","client_email":"x@y"}"#.into()))
+    let Err(err) = Kubeauth::from_config(&config, &ctx(r#"{"type":"service_account","client_email":"x@y"}"#.into()))
     else {
         panic!("a registry with a broken key")
     };

@@ -61,7 +61,7 @@ impl Env {
     }
 
     fn login(&self, settings: LoginSettings, store: &tempfile::TempDir) -> Login {
-        Login::new(settings, SessionStore::new(store.path())).expect("login")
+        Login::new(settings, SessionStore::in_dir(store.path())).expect("login")
     }
 }
 
@@ -160,7 +160,7 @@ async fn device_flow_logs_in_without_a_browser_on_this_machine() {
     assert_eq!(env.peer.requests_from_kubeauth().len(), before);
     // The file is the user's alone.
     use std::os::unix::fs::PermissionsExt as _;
-    let path = SessionStore::new(store.path()).path(login.settings());
+    let path = SessionStore::in_dir(store.path()).path(login.settings());
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
@@ -232,8 +232,9 @@ async fn the_google_preset_sends_an_access_token_for_cloud_platform() {
     let env = env();
     let store = tempfile::tempdir().unwrap();
     let c = env.client("google-desktop");
-    let mut settings = LoginSettings::google(&c.id);
-    settings.issuer = env.peer.issuer().to_owned();
+    let google = kubeauth::google::GoogleProvider::login();
+    let mut settings =
+        LoginSettings::from_preset(&google, &kubeauth::google::GoogleProvider::preset(), env.peer.issuer(), &c.id);
     settings.client_secret = c.secret.clone().map(Into::into);
     settings.redirect_port = c.redirect_port;
     settings.ca_file = Some(env.peer.ca_file().to_owned());
@@ -250,7 +251,7 @@ async fn the_google_preset_sends_an_access_token_for_cloud_platform() {
     assert!(!session.access_token.is_empty());
     assert_ne!(Some(&session.access_token), session.id_token.as_ref());
     // The access token is what the `google` provider gets and sends.
-    let auth = kubeauth::login::request_auth_for("google", session.access_token.clone());
+    let auth = auth_for("google", &session.access_token);
     assert_eq!(auth.token("google"), Some(session.access_token.as_str()));
 }
 
@@ -268,6 +269,68 @@ async fn a_wrong_client_secret_is_refused_with_the_issuers_reason() {
     assert!(matches!(err, LoginError::Rejected { .. }), "{err}");
     assert!(err.to_string().contains("invalid_client"), "{err}");
     assert!(!err.to_string().contains("not-the-secret"), "{err}");
+}
+
+/// The request auth a login's token travels in (`oidc.testidp` → `auth.oidc.testidp`), as the login gives it.
+fn auth_for(login: &str, token: &str) -> kubeauth::RequestAuth {
+    let mut auth = kubeauth::RequestAuth::none();
+    auth.insert_login(&login.parse().unwrap(), token);
+    auth
+}
+
+#[tokio::test]
+async fn a_custom_client_side_provider_takes_part_in_the_workstation_login() {
+    use kubeauth::core::{LoginPreset, client_side_fn};
+    use kubeauth::{Kubeauth, LoginName, Provider};
+
+    let env = env();
+    let cluster = env.cluster().await;
+    cluster.grant("oidc-kim-reader", user("oidc:kim"), &["list"], &["namespaces"]).await;
+    // The company gateway's provider: the user's ID token from `auth.gateway`, signed in as `kubeauth.login.gateway`.
+    let gateway = LoginName::new("gateway");
+    let provider =
+        client_side_fn(|cluster, auth| async move { auth.user_credential(&cluster, &LoginName::new("gateway")) })
+            .with_login(gateway.clone(), LoginPreset::openid_connect());
+    let yaml = format!(
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: behind-gateway\n          url: {}\n          caData: {}\n          authProvider: gateway\nkubeauth:\n  login:\n    gateway:\n      issuer: {}\n      clientId: {APISERVER_CLIENT}\n      caFile: {}\n",
+        cluster.url(),
+        cluster.ca().ca_data(),
+        env.peer.issuer(),
+        env.peer.ca_file().display()
+    );
+    let config = kubeauth::AppConfig::from_yaml_str(&yaml, None).unwrap();
+    let kubeauth = Kubeauth::builder(&config, &kubeauth::ResolveContext::new(|_| None))
+        .unwrap()
+        .provider("gateway", Provider::client(provider))
+        .unwrap()
+        .build()
+        .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let logins = kubeauth.logins().clone().with_store(SessionStore::in_dir(store.path()));
+    let clusters = kubeauth.clusters().await.unwrap();
+    let target = &clusters[0];
+    assert_eq!(logins.login_for(target), Some(gateway.clone()));
+    assert_eq!(logins.configured(), [gateway]);
+
+    // Not logged in, and not allowed to prompt: a clear error naming the login; no request to the issuer.
+    let before = env.peer.requests_from_kubeauth().len();
+    let err = logins.user_auth(target, None).await.unwrap_err().to_string();
+    assert!(err.starts_with("gateway: not logged in"), "{err}");
+    assert_eq!(env.peer.requests_from_kubeauth().len(), before);
+
+    // The login, then the user's token reaches the API server as that user, through the custom provider.
+    let (prompt, seen) = browser("kim");
+    let user_auth = logins.user_auth(target, Some((Flow::Browser, &prompt))).await.unwrap().unwrap();
+    assert_eq!(user_auth.user, "kim@example.com");
+    assert!(user_auth.auth.token("gateway").is_some());
+    let client = kubeauth.kube_client(target, &user_auth.auth).await.unwrap();
+    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+    assert!(namespaces.list(&Default::default()).await.is_ok());
+    let pods = kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client).list(&Default::default()).await;
+    assert!(pods.unwrap_err().to_string().contains("oidc:kim"));
+    // The session is kept: the next lookup prompts nobody.
+    logins.user_auth(target, None).await.unwrap().unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
 fn oidc_cluster(cluster: &TestCluster, provider: &str) -> ClusterDetails {
@@ -289,18 +352,18 @@ async fn the_users_id_token_reaches_the_api_server_as_that_user() {
     // Under the cluster's oidcTokenProvider: the API server sees judy.
     let registry = Registry::with_defaults();
     let details = oidc_cluster(cluster, "testidp");
-    let auth = kubeauth::login::request_auth_for("oidc.testidp", id_token.clone());
-    let client = registry.kube_client(&details, &auth).await.unwrap();
+    let auth = auth_for("oidc.testidp", &id_token);
+    let client = kubeauth::Connector::new(registry.clone()).kube_client(&details, &auth).await.unwrap();
     let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client).list(&Default::default()).await;
     let namespaces = namespaces.unwrap_or_else(|e| panic!("{e}: {}", cluster.apiserver_log_tail(400)));
     assert!(namespaces.items.iter().any(|n| n.metadata.name.as_deref() == Some("default")));
     // judy may list namespaces but not pods: the identity is the user's.
-    let client = registry.kube_client(&details, &auth).await.unwrap();
+    let client = kubeauth::Connector::new(registry.clone()).kube_client(&details, &auth).await.unwrap();
     let pods = kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client).list(&Default::default()).await;
     assert!(pods.unwrap_err().to_string().contains("oidc:judy"));
 
     // Under another provider's key: a per-cluster error, no request without a token.
-    let wrong = kubeauth::login::request_auth_for("oidc.otheridp", id_token.clone());
+    let wrong = auth_for("oidc.otheridp", &id_token);
     let err = registry.credential(&details, &wrong).await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -324,8 +387,8 @@ async fn the_proxy_sends_the_token_of_the_backstage_header_and_isolates_a_missin
         cluster.ca().ca_data()
     );
     let config = kubeauth::AppConfig::from_yaml_str(&yaml, None).unwrap();
-    let locator = kubeauth::CombinedLocator::from_config(&config, &kubeauth::ResolveContext::new(|_| None)).unwrap();
-    let server = kubeauth_server::KubeauthServer::new(Registry::with_defaults(), locator);
+    let server =
+        kubeauth_server::KubeauthServer::from_config(&config, &kubeauth::ResolveContext::new(|_| None)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, server.router()).await });
@@ -367,7 +430,7 @@ async fn parallel_callers_with_a_stale_session_refresh_it_once() {
     // The stored ID token is now 30 s from expiry (inside the one-minute margin), as it would be an hour on.
     let mut stale = session.clone();
     stale.expires_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() + 30;
-    SessionStore::new(store.path()).write(&settings, &stale).unwrap();
+    SessionStore::in_dir(store.path()).write(&settings, &stale).unwrap();
     // A second on, so that the refreshed token's `iat` (and so the token) differs.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let before = env.peer.requests_from_kubeauth().len();

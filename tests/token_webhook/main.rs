@@ -43,16 +43,22 @@ async fn the_api_server_asks_the_webhook_who_a_token_belongs_to() {
     env.grant("webhook-alice", user("alice"), &["list"], &["namespaces"]).await;
 
     let mut registry = Registry::with_defaults();
-    registry.add_server_side("alice", Bearer("token-of-alice")).unwrap();
-    registry.add_server_side("mallory", Bearer("token-of-mallory")).unwrap();
+    registry.add("alice", kubeauth::Provider::server(Bearer("token-of-alice"))).unwrap();
+    registry.add("mallory", kubeauth::Provider::server(Bearer("token-of-mallory"))).unwrap();
 
-    let alice = registry.kube_client(&env.cluster_details("envtest", "alice"), &RequestAuth::none()).await.unwrap();
+    let alice = kubeauth::Connector::new(registry.clone())
+        .kube_client(&env.cluster_details("envtest", "alice"), &RequestAuth::none())
+        .await
+        .unwrap();
     let list = kube::Api::<Namespace>::all(alice).list(&Default::default()).await.unwrap();
     assert!(!list.items.is_empty());
     let reviewed = webhook.reviews();
     assert!(reviewed >= 1, "the webhook answered {reviewed} reviews");
 
-    let mallory = registry.kube_client(&env.cluster_details("envtest", "mallory"), &RequestAuth::none()).await.unwrap();
+    let mallory = kubeauth::Connector::new(registry.clone())
+        .kube_client(&env.cluster_details("envtest", "mallory"), &RequestAuth::none())
+        .await
+        .unwrap();
     match kube::Api::<Namespace>::all(mallory).list(&Default::default()).await.unwrap_err() {
         kube::Error::Api(status) => assert_eq!(status.code, 401),
         other => panic!("{other:?}"),

@@ -65,9 +65,9 @@ pub enum Error {
         /// Where the token was looked for, e.g. `oidc.okta`.
         path: String,
     },
-    /// A provider other than `localKubectlProxy` gave an anonymous credential.
+    /// A provider that does not allow anonymous access (all but `localKubectlProxy`) gave no credential.
     #[error(
-        "cluster '{cluster}': the {provider} provider gave no bearer token or client certificate; anonymous access is only for localKubectlProxy"
+        "cluster '{cluster}': the {provider} provider gave no bearer token or client certificate, and it does not allow anonymous access"
     )]
     NoCredential {
         /// The cluster's name.
@@ -127,6 +127,57 @@ impl Error {
     /// Whether a chain of credential sources should go on to the next one.
     pub fn is_not_configured(&self) -> bool {
         matches!(self, Self::NotConfigured { .. })
+    }
+
+    /// The provider is configured and failed: `source` says why. The cluster and provider names are filled
+    /// in by the registry (see [`named`](Self::named)), so a provider need not repeat them.
+    ///
+    /// ```
+    /// use kubeauth_core::Error;
+    ///
+    /// let err = Error::failed("the vault answered 503").named("prod", "vault");
+    /// assert_eq!(err.to_string(), "cluster 'prod': the vault provider failed to get a credential");
+    /// assert_eq!(kubeauth_core::report(&err), "cluster 'prod': the vault provider failed to get a credential: the vault answered 503");
+    /// ```
+    pub fn failed(source: impl Into<BoxError>) -> Self {
+        Self::Provider { cluster: String::new(), provider: String::new(), source: source.into() }
+    }
+
+    /// One config key of the cluster is wrong (`key` as written in the config, e.g. `authMetadata.example.com/role`).
+    /// The cluster's name is filled in by the registry.
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Config { cluster: String::new(), key: key.into(), message: message.into() }
+    }
+
+    /// Nothing of the provider is configured for the cluster: a [`ServerSideChain`](crate::ServerSideChain)
+    /// tries its next link. The names are filled in by the registry.
+    pub fn not_configured(reason: impl Into<String>) -> Self {
+        Self::NotConfigured { cluster: String::new(), provider: String::new(), reason: reason.into() }
+    }
+
+    /// The error with the cluster's and the provider's names where they are empty; names already set stay.
+    #[must_use]
+    pub fn named(mut self, cluster_name: &str, provider_key: &str) -> Self {
+        let fill = |slot: &mut String, value: &str| {
+            if slot.is_empty() {
+                value.clone_into(slot);
+            }
+        };
+        match &mut self {
+            Self::InvalidCluster { cluster, .. }
+            | Self::Config { cluster, .. }
+            | Self::Io { cluster, .. }
+            | Self::UnknownAuthProvider { cluster, .. } => fill(cluster, cluster_name),
+            Self::MissingUserToken { cluster, provider, .. }
+            | Self::NoCredential { cluster, provider }
+            | Self::NotConfigured { cluster, provider, .. }
+            | Self::Provider { cluster, provider, .. }
+            | Self::Timeout { cluster, provider, .. } => {
+                fill(cluster, cluster_name);
+                fill(provider, provider_key);
+            }
+        }
+        self
     }
 }
 

@@ -3,8 +3,11 @@
 //! Everything the other kubeauth crates agree on lives here, and nothing else: the description of a cluster
 //! ([`ClusterDetails`]), what a provider hands back ([`Credential`]), the two provider traits
 //! ([`ServerSideProvider`] for the application's own identity, [`ClientSideProvider`] for the signed-in user's),
-//! the user-supplied tokens that travel with a request ([`RequestAuth`]), the crate's [`Error`], and the
-//! [`CredentialCache`] that every provider and the request layer share.
+//! the user-supplied tokens that travel with a request ([`RequestAuth`]), what a client-side provider tells the
+//! workstation login ([`LoginName`], [`LoginPreset`]), the crate's [`Error`], the [`CredentialCache`] that every
+//! provider and the request layer share, providers from async functions ([`server_side_fn`],
+//! [`client_side_fn`]) and a chain of them ([`ServerSideChain`]); with the feature `store`, the private file
+//! store of the command-line tools ([`store::FileStore`]).
 //!
 //! This crate depends on no provider and no cloud SDK.
 //!
@@ -18,17 +21,25 @@
 //! ```
 
 mod cache;
+mod chain;
 mod cluster;
 mod credential;
 mod error;
+mod from_fn;
+mod login;
 pub mod metadata;
 mod provider;
 mod request_auth;
+#[cfg(feature = "store")]
+pub mod store;
 
 pub use cache::{CachedCredential, CredentialCache, KeyedCredentialCache};
+pub use chain::ServerSideChain;
 pub use cluster::{ClusterDetails, CustomResourceMatcher, ValidationIssue};
 pub use credential::{Credential, CredentialKind};
 pub use error::{BoxError, Error, report};
+pub use from_fn::{ClientSideFn, ServerSideFn, client_side_fn, server_side_fn};
+pub use login::{LoginName, LoginPreset, SendToken};
 pub use provider::{ClientSideProvider, CredentialFuture, ProviderSide, ServerSideProvider};
 pub use request_auth::RequestAuth;
 pub use secrecy::{ExposeSecret, SecretString};

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::{ClusterDetails, Credential, Error, RequestAuth, ValidationIssue};
+use crate::{ClusterDetails, Credential, Error, LoginName, LoginPreset, RequestAuth, ValidationIssue};
 
 /// The future a provider returns: a credential for one cluster, or why there is none.
 pub type CredentialFuture<'a> = Pin<Box<dyn Future<Output = Result<Credential, Error>> + Send + 'a>>;
@@ -30,6 +30,9 @@ impl std::fmt::Display for ProviderSide {
 ///
 /// It never sees the user's request: a server-side provider cannot leak one user's token to another.
 ///
+/// Errors need not name the cluster or the provider: the registry fills both in (see [`Error::failed`]).
+/// For a provider in a few lines, see [`server_side_fn`](crate::server_side_fn).
+///
 /// ```
 /// use kubeauth_core::{ClusterDetails, Credential, CredentialFuture, ServerSideProvider};
 ///
@@ -56,10 +59,23 @@ pub trait ServerSideProvider: Send + Sync + 'static {
     fn present_auth_metadata(&self, _cluster: &ClusterDetails) -> BTreeMap<String, String> {
         BTreeMap::new()
     }
+
+    /// Whether an [`Anonymous`](Credential::Anonymous) credential from this provider is accepted: a request
+    /// sent with no credential at all. Default `false`: the registry turns an anonymous credential into an
+    /// error, never a silent unauthenticated request. Only a provider whose clusters add the credential
+    /// themselves (`localKubectlProxy`: `kubectl proxy` does) says `true`.
+    fn allows_anonymous(&self) -> bool {
+        false
+    }
 }
 
 /// A provider that authenticates as the signed-in user (`oidc`, `google`, `aks`), from the user's token in
 /// the request's [`RequestAuth`].
+///
+/// On a workstation, the user's token comes from a login instead of a browser request: a provider that says
+/// which login its clusters need ([`user_login`](Self::user_login)) and that login's defaults
+/// ([`login_preset`](Self::login_preset)) takes part in `kubeauth login` and `kubeauth token`, a custom one
+/// too. For a provider in a few lines, see [`client_side_fn`](crate::client_side_fn).
 pub trait ClientSideProvider: Send + Sync + 'static {
     /// A credential for `cluster` from the user's tokens in `auth`.
     fn credential<'a>(&'a self, cluster: &'a ClusterDetails, auth: &'a RequestAuth) -> CredentialFuture<'a>;
@@ -72,5 +88,24 @@ pub trait ClientSideProvider: Send + Sync + 'static {
     /// The auth metadata that may be shown to users of the clusters list. Default: nothing.
     fn present_auth_metadata(&self, _cluster: &ClusterDetails) -> BTreeMap<String, String> {
         BTreeMap::new()
+    }
+
+    /// The login that gives `cluster` its user token on a workstation: the place of the token in the request
+    /// auth this provider reads (`oidc.okta` for `auth.oidc.okta`). Default `None`: tokens only come with
+    /// requests.
+    fn user_login(&self, _cluster: &ClusterDetails) -> Option<LoginName> {
+        None
+    }
+
+    /// The defaults of the identity provider behind `login`, when `login` is one of this provider's (its key
+    /// is the one this provider reads). Default `None`.
+    fn login_preset(&self, _login: &LoginName) -> Option<LoginPreset> {
+        None
+    }
+
+    /// Whether an anonymous credential from this provider is accepted. Default `false` (see
+    /// [`ServerSideProvider::allows_anonymous`]).
+    fn allows_anonymous(&self) -> bool {
+        false
     }
 }

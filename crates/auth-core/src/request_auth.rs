@@ -62,26 +62,34 @@ impl RequestAuth {
         }
     }
 
-    /// What a client-side provider sends: the user's token under `auth.<provider>`, or under
-    /// `auth.<provider>.<sub>` when `sub` is given, as a bearer credential; without one, that cluster's
-    /// [`Error::MissingUserToken`](crate::Error::MissingUserToken) (never an anonymous request).
+    /// The token of a login: `auth.<key>` or `auth.<key>.<sub>`.
+    pub fn token_for(&self, login: &crate::LoginName) -> Option<&str> {
+        match login.sub() {
+            Some(sub) => self.nested_token(login.key(), sub),
+            None => self.token(login.key()),
+        }
+    }
+
+    /// Puts a login's token where its provider reads it: `auth.<key>` or `auth.<key>.<sub>`.
+    pub fn insert_login(&mut self, login: &crate::LoginName, token: impl Into<String>) {
+        match login.sub() {
+            Some(sub) => self.insert_nested_token(login.key(), sub, token),
+            None => self.insert_token(login.key(), token),
+        }
+    }
+
+    /// What a client-side provider sends: the user's token of `login` (`auth.oidc.okta` for `oidc.okta`) as a
+    /// bearer credential; without one, that cluster's [`Error::MissingUserToken`](crate::Error::MissingUserToken)
+    /// (never an anonymous request).
     pub fn user_credential(
         &self,
         cluster: &crate::ClusterDetails,
-        provider: &str,
-        sub: Option<&str>,
+        login: &crate::LoginName,
     ) -> Result<crate::Credential, crate::Error> {
-        let token = match sub {
-            Some(sub) => self.nested_token(provider, sub),
-            None => self.token(provider),
-        };
-        token.map(crate::Credential::bearer).ok_or_else(|| crate::Error::MissingUserToken {
+        self.token_for(login).map(crate::Credential::bearer).ok_or_else(|| crate::Error::MissingUserToken {
             cluster: cluster.name.clone(),
-            provider: provider.into(),
-            path: match sub {
-                Some(sub) => format!("{provider}.{sub}"),
-                None => provider.into(),
-            },
+            provider: login.key().to_owned(),
+            path: login.to_string(),
         })
     }
 

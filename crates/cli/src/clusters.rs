@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::OutputFormat;
-use crate::context::{load_config, locate, registry, tls_mode};
+use crate::context::{load_config, locate, tls_mode, toolkit};
 use crate::failure::Failure;
 
 #[derive(Serialize)]
@@ -22,8 +22,9 @@ struct ClusterRow {
 
 pub(crate) async fn run(config: Option<&Path>, output: OutputFormat) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
-    let registry = registry(&loaded.config)?;
-    let clusters = locate(&loaded.config, &registry).await?;
+    let kubeauth = toolkit(&loaded.config)?;
+    let registry = kubeauth.registry();
+    let clusters = locate(&kubeauth).await?;
     let rows: Vec<ClusterRow> = clusters
         .iter()
         .map(|c| ClusterRow {

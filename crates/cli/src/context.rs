@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use kubeauth::{AppConfig, ClusterDetails, Registry, ResolveContext};
+use kubeauth::{AppConfig, ClusterDetails, Kubeauth, ResolveContext};
 
 use crate::failure::Failure;
 
@@ -29,20 +29,18 @@ pub(crate) fn load_config(explicit: Option<&Path>) -> Result<LoadedConfig, Failu
     Ok(LoadedConfig { config: AppConfig::embedded_default(), file: None })
 }
 
-/// The located clusters of a config. A config the locators refuse is a config failure (exit 2); a locator that
-/// fails at run time (an API it asks) is a run-time failure (exit 1).
-pub(crate) async fn locate(config: &AppConfig, registry: &Registry) -> Result<Vec<ClusterDetails>, Failure> {
-    let locator =
-        kubeauth::locator(config, &ResolveContext::from_process_env(), registry).map_err(|e| Failure::config(&e))?;
-    locator.clusters().await.map_err(|e| match e {
-        kubeauth::LocatorError::Locator { .. } => Failure::runtime(&e),
-        _ => Failure::config(&e),
-    })
+/// The toolkit every command uses: the default providers set up from the config, its locators and logins.
+pub(crate) fn toolkit(config: &AppConfig) -> Result<Kubeauth, Failure> {
+    Kubeauth::from_config(config, &ResolveContext::from_process_env()).map_err(|e| Failure::config(&e))
 }
 
-/// The registry every command uses: the default providers, set up from the config.
-pub(crate) fn registry(config: &AppConfig) -> Result<Registry, Failure> {
-    Registry::from_config(config, &ResolveContext::from_process_env()).map_err(|e| Failure::config(&e))
+/// The located clusters. A config the locators refuse is a config failure (exit 2); a locator that fails at
+/// run time (an API it asks) is a run-time failure (exit 1).
+pub(crate) async fn locate(kubeauth: &Kubeauth) -> Result<Vec<ClusterDetails>, Failure> {
+    kubeauth.clusters().await.map_err(|e| match e {
+        kubeauth::Error::Locator(kubeauth::LocatorError::Locator { .. }) => Failure::runtime(&e),
+        _ => Failure::config(&e),
+    })
 }
 
 /// The cluster called `name`, or a usage failure that lists the names there are.

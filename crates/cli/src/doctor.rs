@@ -4,11 +4,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use kubeauth::{ClusterDetails, Credential, Registry, RequestAuth, core::ExposeSecret};
+use kubeauth::{ClusterDetails, Credential, Kubeauth, RequestAuth, core::ExposeSecret};
 use serde::Serialize;
 
 use crate::OutputFormat;
-use crate::context::{find, load_config, locate, registry};
+use crate::context::{find, load_config, locate, toolkit};
 use crate::exec_credential::rfc3339;
 use crate::failure::Failure;
 
@@ -46,8 +46,8 @@ pub(crate) async fn run(
     timeout: u64,
 ) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
-    let registry = registry(&loaded.config)?;
-    let clusters = locate(&loaded.config, &registry).await?;
+    let kubeauth = toolkit(&loaded.config)?;
+    let clusters = locate(&kubeauth).await?;
     let selected: Vec<ClusterDetails> = match only {
         Some(name) => vec![find(&clusters, name)?.clone()],
         None => clusters,
@@ -60,12 +60,9 @@ pub(crate) async fn run(
         .iter()
         .enumerate()
         .map(|(i, cluster)| {
-            let registry = &registry;
-            let config = &loaded.config;
+            let kubeauth = &kubeauth;
             async move {
-                let report = match tokio::time::timeout(Duration::from_secs(timeout), check(config, registry, cluster))
-                    .await
-                {
+                let report = match tokio::time::timeout(Duration::from_secs(timeout), check(kubeauth, cluster)).await {
                     Ok(report) => report,
                     Err(_) => failed(
                         base(cluster),
@@ -118,27 +115,25 @@ fn failed(mut report: Report, kind: &'static str, message: String, hint: &'stati
     report
 }
 
-async fn check(config: &kubeauth::AppConfig, registry: &Registry, cluster: &ClusterDetails) -> Report {
+async fn check(kubeauth: &Kubeauth, cluster: &ClusterDetails) -> Report {
     let mut report = base(cluster);
-    if let Err(e) = registry.validate(cluster) {
+    if let Err(e) = kubeauth.registry().validate(cluster) {
         return failed(report, "config", kubeauth::report(&e), "fix the cluster's entry in the config");
     }
     // A client-side cluster is checked as the user: with the stored login session, never prompting.
-    let auth = match kubeauth::login::login_name(cluster) {
-        None => RequestAuth::none(),
-        Some(name) => match crate::login::request_auth(config, cluster, &name, None).await {
-            Ok((auth, _)) => auth,
-            Err(crate::failure::Failure::Config(message) | crate::failure::Failure::Runtime(message)) => {
-                return failed(
-                    report,
-                    "login",
-                    message,
-                    "the user is not logged in to this cluster's identity provider: run `kubeauth login --cluster <name>`",
-                );
-            }
-        },
+    let auth = match crate::login::user_auth(kubeauth, cluster, None).await {
+        Ok(None) => RequestAuth::none(),
+        Ok(Some(user)) => user.auth,
+        Err(crate::failure::Failure::Config(message) | crate::failure::Failure::Runtime(message)) => {
+            return failed(
+                report,
+                "login",
+                message,
+                "the user is not logged in to this cluster's identity provider: run `kubeauth login --cluster <name>`",
+            );
+        }
     };
-    let (client, credential) = match registry.connect(cluster, &auth).await {
+    let (client, credential) = match kubeauth.connector().connect(cluster, &auth).await {
         Ok(connected) => connected,
         Err(e) => {
             return failed(

@@ -6,15 +6,16 @@ use std::process::ExitCode;
 use kubeauth::{ClusterDetails, ProviderSide, Registry};
 use serde_json::json;
 
-use crate::context::{find, load_config, locate, registry};
+use crate::context::{find, load_config, locate, toolkit};
 use crate::exec_credential::base64_pem;
 use crate::failure::Failure;
 
 /// `kubeauth kubeconfig`: a kubeconfig whose users run `kubeauth token` with the same config.
 pub(crate) async fn run(config: Option<&Path>, only: Option<&str>, output: Option<&Path>) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
-    let registry = registry(&loaded.config)?;
-    let clusters = locate(&loaded.config, &registry).await?;
+    let kubeauth = toolkit(&loaded.config)?;
+    let registry = kubeauth.registry();
+    let clusters = locate(&kubeauth).await?;
     let selected: Vec<&ClusterDetails> = match only {
         Some(name) => vec![find(&clusters, name)?],
         None => clusters.iter().collect(),
@@ -24,7 +25,7 @@ pub(crate) async fn run(config: Option<&Path>, only: Option<&str>, output: Optio
     }
     let command =
         std::env::current_exe().map_err(|e| Failure::Runtime(format!("cannot find the kubeauth executable: {e}")))?;
-    let document = kubeconfig(&selected, &registry, &command.to_string_lossy(), loaded.file.as_deref())?;
+    let document = kubeconfig(&selected, registry, &command.to_string_lossy(), loaded.file.as_deref())?;
     let text = serde_saphyr::to_string(&document).map_err(|e| Failure::Runtime(e.to_string()))?;
     match output {
         None => print!("{text}"),
@@ -65,10 +66,10 @@ fn kubeconfig(
         kube_clusters.push(json!({ "name": cluster.name, "cluster": entry }));
 
         let user_name = format!("kubeauth-{}", cluster.name);
-        let user = match registry.provider_for(cluster).map(|(key, p)| (key, p.side())) {
-            // kubectl proxy adds its own credentials; there is nothing to exec.
-            Ok(("localKubectlProxy", _)) => json!({}),
-            Ok((_, side)) => {
+        let user = match registry.provider_for(cluster).map(|(_, p)| (p.allows_anonymous(), p.side())) {
+            // A provider whose clusters add the credential themselves (kubectl proxy): there is nothing to exec.
+            Ok((true, _)) => json!({}),
+            Ok((false, side)) => {
                 let mut args = vec!["token".to_owned(), "--cluster".to_owned(), cluster.name.clone()];
                 if let Some(file) = config_file {
                     args.push("--config".into());

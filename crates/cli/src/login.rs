@@ -1,16 +1,14 @@
-//! `kubeauth login` and `kubeauth logout`, and the login behind `kubeauth token` for clusters with a client-side
-//! provider (oidc, google, aks).
+//! `kubeauth login` and `kubeauth logout`, and the prompting of the login behind `kubeauth token`. Everything
+//! else of the login (which one a cluster needs, its settings, the session store, refresh) is the library's
+//! ([`kubeauth::login::Logins`]).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use kubeauth::login::{
-    Flow, Login, LoginError, LoginSettings, Prompt, SendToken, Session, SessionStore, configured_logins,
-    default_session_dir, login_name, login_settings,
-};
-use kubeauth::{AppConfig, ClusterDetails, Credential, RequestAuth, ResolveContext};
+use kubeauth::login::{Flow, LoginError, LoginName, Prompt, UserAuth};
+use kubeauth::{ClusterDetails, Kubeauth};
 
-use crate::context::{find, load_config, locate, registry};
+use crate::context::{find, load_config, locate, toolkit};
 use crate::exec_credential::rfc3339;
 use crate::failure::Failure;
 
@@ -32,9 +30,9 @@ impl PromptOptions {
 /// What to log in to or out of.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target<'a> {
-    /// The identity provider a cluster needs.
+    /// The login a cluster needs.
     Cluster(&'a str),
-    /// An identity provider by name: `oidc.<name>`, `google`, `aks`.
+    /// A login by name: `oidc.<name>`, `google`, `aks`, or a custom provider's.
     Provider(&'a str),
     /// The only configured one.
     Default,
@@ -47,92 +45,61 @@ pub(crate) async fn run_login(
     options: PromptOptions,
 ) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
-    let name = resolve_target(&loaded.config, target).await?;
-    let login = open(&loaded.config, &name)?;
-    let prompt = prompter(&name, options);
-    let session = login.login(options.flow(), &prompt).await.map_err(|e| Failure::runtime(&e))?;
-    println!("Logged in to {name} as {}; the token is valid until {}.", session.user(), rfc3339(session.expires_at()));
+    let kubeauth = toolkit(&loaded.config)?;
+    let login = resolve_target(&kubeauth, target).await?;
+    let engine = kubeauth.logins().open(&login).map_err(|e| Failure::config(&e))?;
+    let prompt = prompter(&login, options);
+    let session = engine.login(options.flow(), &prompt).await.map_err(|e| Failure::runtime(&e))?;
+    println!("Logged in to {login} as {}; the token is valid until {}.", session.user(), rfc3339(session.expires_at()));
     Ok(ExitCode::SUCCESS)
 }
 
-/// `kubeauth logout`: forgets one identity provider's session, or all of them.
+/// `kubeauth logout`: forgets one login's session, or all of them.
 pub(crate) async fn run_logout(config: Option<&Path>, target: Option<Target<'_>>) -> Result<ExitCode, Failure> {
+    let loaded = load_config(config)?;
+    let kubeauth = toolkit(&loaded.config)?;
+    let logins = kubeauth.logins();
     let Some(target) = target else {
-        let store = SessionStore::new(default_session_dir());
-        let removed = store.remove_all().map_err(|e| Failure::Runtime(format!("cannot remove the sessions: {e}")))?;
-        println!("Removed {removed} session(s) from {}.", store.dir().display());
+        let removed = logins.logout_all().map_err(|e| Failure::runtime(&e))?;
+        let dir = logins.store().map(|s| s.dir().display().to_string()).unwrap_or_default();
+        println!("Removed {removed} session(s) from {dir}.");
         return Ok(ExitCode::SUCCESS);
     };
-    let loaded = load_config(config)?;
-    let name = resolve_target(&loaded.config, target).await?;
-    let login = open(&loaded.config, &name)?;
-    let removed = login.logout().map_err(|e| Failure::runtime(&e))?;
-    println!("{}", if removed { format!("Logged out of {name}.") } else { format!("Not logged in to {name}.") });
+    let login = resolve_target(&kubeauth, target).await?;
+    let engine = logins.open(&login).map_err(|e| Failure::config(&e))?;
+    let removed = engine.logout().map_err(|e| Failure::runtime(&e))?;
+    println!("{}", if removed { format!("Logged out of {login}.") } else { format!("Not logged in to {login}.") });
     Ok(ExitCode::SUCCESS)
 }
 
-/// The credential of a client-side cluster for `kubeauth token`: the session's token (stored, refreshed, or —
-/// when `interactive` — from a new login), handed to the cluster's provider as Backstage's frontend would.
-pub(crate) async fn credential(
-    config: &AppConfig,
-    registry: &kubeauth::Registry,
+/// The signed-in user's token for `cluster` from the login session, prompting only when `interactive`; `None`
+/// for a cluster whose provider needs no login.
+pub(crate) async fn user_auth(
+    kubeauth: &Kubeauth,
     cluster: &ClusterDetails,
-    name: &str,
     interactive: Option<PromptOptions>,
-) -> Result<Credential, Failure> {
-    let (auth, session) = request_auth(config, cluster, name, interactive).await?;
-    let credential = registry.credential(cluster, &auth).await.map_err(|e| Failure::runtime(&e))?;
-    Ok(credential.with_expiry(session.expires_at()))
+) -> Result<Option<UserAuth>, Failure> {
+    let Some(login) = kubeauth.logins().login_for(cluster) else { return Ok(None) };
+    let prompt = interactive.map(|options| (options, prompter(&login, options)));
+    let interactive =
+        prompt.as_ref().map(|(options, prompt)| (options.flow(), prompt as kubeauth::login::PromptFn<'_>));
+    kubeauth.logins().user_auth(cluster, interactive).await.map_err(|e| match e {
+        kubeauth::Error::Login(e @ LoginError::NotLoggedIn { .. }) => Failure::Runtime(format!(
+            "cluster '{}': {e}; run `kubeauth login --cluster {}` (kubectl did not allow prompting here)",
+            cluster.name, cluster.name
+        )),
+        e @ kubeauth::Error::Locator(_) => Failure::config(&e),
+        other => Failure::Runtime(format!("cluster '{}': {}", cluster.name, kubeauth::report(&other))),
+    })
 }
 
-/// The request auth of a client-side cluster from the user's session (identity provider `name`): the stored
-/// token, else a refreshed one, else — when `interactive` — a new login; and the session it came from.
-pub(crate) async fn request_auth(
-    config: &AppConfig,
-    cluster: &ClusterDetails,
-    name: &str,
-    interactive: Option<PromptOptions>,
-) -> Result<(RequestAuth, Session), Failure> {
-    let login = open(config, name)?;
-    let prompt = interactive.map(|options| (options, prompter(name, options)));
-    let session = login
-        .session(prompt.as_ref().map(|(options, prompt)| (options.flow(), prompt as kubeauth::login::PromptFn<'_>)))
-        .await
-        .map_err(|e| match e {
-            LoginError::NotLoggedIn { .. } => Failure::Runtime(format!(
-                "cluster '{}': {e}; run `kubeauth login --cluster {}` (kubectl did not allow prompting here)",
-                cluster.name, cluster.name
-            )),
-            other => Failure::Runtime(format!("cluster '{}': {}", cluster.name, kubeauth::report(&other))),
-        })?;
-    let token = token_of(&session, login.settings())?;
-    Ok((kubeauth::login::request_auth_for(name, token), session))
-}
-
-fn token_of(session: &Session, settings: &LoginSettings) -> Result<String, Failure> {
-    match settings.send {
-        SendToken::IdToken => session
-            .id_token
-            .clone()
-            .ok_or_else(|| Failure::Runtime(format!("{}: the session has no ID token", settings.name))),
-        SendToken::AccessToken => Ok(session.access_token.clone()),
-    }
-}
-
-fn open(config: &AppConfig, name: &str) -> Result<Login, Failure> {
-    let settings =
-        login_settings(config, &ResolveContext::from_process_env(), name).map_err(|e| Failure::config(&e))?;
-    Login::new(settings, SessionStore::new(default_session_dir())).map_err(|e| Failure::config(&e))
-}
-
-async fn resolve_target(config: &AppConfig, target: Target<'_>) -> Result<String, Failure> {
+async fn resolve_target(kubeauth: &Kubeauth, target: Target<'_>) -> Result<LoginName, Failure> {
     match target {
-        Target::Provider(name) => Ok(name.to_owned()),
+        Target::Provider(name) => name.parse().map_err(Failure::Config),
         Target::Cluster(cluster) => {
-            let registry = registry(config)?;
-            let clusters = locate(config, &registry).await?;
+            let clusters = locate(kubeauth).await?;
             let cluster = find(&clusters, cluster)?;
-            login_name(cluster).ok_or_else(|| {
+            kubeauth.logins().login_for(cluster).ok_or_else(|| {
                 Failure::Config(format!(
                     "cluster '{}': its authProvider {} uses the application's identity; there is nothing to log in to",
                     cluster.name,
@@ -140,22 +107,20 @@ async fn resolve_target(config: &AppConfig, target: Target<'_>) -> Result<String
                 ))
             })
         }
-        Target::Default => match configured_logins(config).as_slice() {
+        Target::Default => match kubeauth.logins().configured().as_slice() {
             [only] => Ok(only.clone()),
-            [] => Err(Failure::Config(
-                "kubeauth.login: no identity provider is configured (see docs/providers/oidc.md)".into(),
-            )),
+            [] => Err(Failure::Config("kubeauth.login: no login is configured (see docs/providers/oidc.md)".into())),
             many => Err(Failure::Config(format!(
-                "kubeauth.login has several identity providers ({}): choose one with --provider or --cluster",
-                many.join(", ")
+                "kubeauth.login has several logins ({}): choose one with --provider or --cluster",
+                many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             ))),
         },
     }
 }
 
 /// Shows prompts on stderr (stdout is the ExecCredential's), and starts the browser unless told not to.
-fn prompter(name: &str, options: PromptOptions) -> impl Fn(Prompt<'_>) + Send + Sync + 'static {
-    let name = name.to_owned();
+fn prompter(name: &LoginName, options: PromptOptions) -> impl Fn(Prompt<'_>) + Send + Sync + 'static {
+    let name = name.to_string();
     move |prompt| match prompt {
         Prompt::OpenUrl(url) => {
             eprintln!("kubeauth: to log in to {name}, open this URL in a browser:\n\n    {url}\n");

@@ -1,14 +1,11 @@
-//! The on-disk credential cache of `kubeauth token`: one file per cluster (mode 0600, in a 0700 folder), and a
-//! lock file so that parallel kubectl invocations refresh once.
+//! The credential cache of `kubeauth token`: one file per cluster in the `credentials` folder of kubeauth's
+//! [`FileStore`], and its lock so that parallel kubectl invocations refresh once.
 
 use std::collections::hash_map::DefaultHasher;
-use std::fs::{File, OpenOptions};
 use std::hash::{Hash, Hasher};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kubeauth::core::store::{FileStore, StoreError, StoreLock};
 use kubeauth::{ClusterDetails, Credential, core::ExposeSecret};
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) const MARGIN: Duration = Duration::from_secs(60);
 
 pub(crate) struct DiskCache {
-    dir: PathBuf,
+    files: FileStore,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -29,17 +26,10 @@ enum Stored {
 }
 
 impl DiskCache {
-    /// `$KUBEAUTH_CACHE_DIR`, else `$XDG_CACHE_HOME/kubeauth/credentials`, else `~/.cache/kubeauth/credentials`.
-    pub(crate) fn open() -> Self {
-        let dir = std::env::var_os("KUBEAUTH_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .unwrap_or_else(std::env::temp_dir)
-                .join("kubeauth")
-                .join("credentials")
-        });
-        Self { dir }
+    /// `credentials/` under kubeauth's folder (`$KUBEAUTH_CACHE_DIR`, else `$XDG_CACHE_HOME/kubeauth`, else
+    /// `~/.cache/kubeauth`).
+    pub(crate) fn open() -> Result<Self, StoreError> {
+        Ok(Self { files: FileStore::user()?.folder("credentials")? })
     }
 
     /// The file name of a cluster's credential: its name, and a hash of what selects its identity.
@@ -54,13 +44,13 @@ impl DiskCache {
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
             .take(40)
             .collect();
-        format!("{safe}-{:016x}", hasher.finish())
+        format!("{safe}-{:016x}.json", hasher.finish())
     }
 
     /// The cached credential if it is valid for longer than [`MARGIN`].
-    pub(crate) fn read(&self, cluster: &ClusterDetails) -> Option<Credential> {
-        let text = std::fs::read_to_string(self.dir.join(format!("{}.json", Self::key(cluster)))).ok()?;
-        let stored: Stored = serde_json::from_str(&text).ok()?;
+    pub(crate) fn read(&self, cluster: &ClusterDetails) -> Result<Option<Credential>, StoreError> {
+        let Some(bytes) = self.files.read(&Self::key(cluster))? else { return Ok(None) };
+        let Ok(stored) = serde_json::from_slice::<Stored>(&bytes) else { return Ok(None) };
         let (credential, expires_at) = match stored {
             Stored::Bearer { token, expires_at } => (Credential::bearer(token), expires_at),
             Stored::ClientCertificate { certificate, key, expires_at } => {
@@ -68,11 +58,11 @@ impl DiskCache {
             }
         };
         let credential = credential.with_expiry(UNIX_EPOCH + Duration::from_secs(expires_at));
-        credential.is_fresh_at(SystemTime::now(), MARGIN).then_some(credential)
+        Ok(credential.is_fresh_at(SystemTime::now(), MARGIN).then_some(credential))
     }
 
     /// Stores a credential that has an expiry (one without is fetched every time: no stale token on disk).
-    pub(crate) fn write(&self, cluster: &ClusterDetails, credential: &Credential) -> std::io::Result<()> {
+    pub(crate) fn write(&self, cluster: &ClusterDetails, credential: &Credential) -> Result<(), StoreError> {
         let Some(expires_at) =
             credential.expires_at().and_then(|at| at.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs())
         else {
@@ -89,35 +79,18 @@ impl DiskCache {
             },
             _ => return Ok(()),
         };
-        self.create_dir()?;
-        let key = Self::key(cluster);
-        let temp = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp)?;
-        file.write_all(serde_json::to_string(&stored).map_err(std::io::Error::other)?.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, self.dir.join(format!("{key}.json")))
+        let bytes = serde_json::to_vec(&stored).unwrap_or_default();
+        self.files.write(&Self::key(cluster), &bytes)
     }
 
-    /// Holds the cluster's lock file (exclusive) until the returned file is dropped.
-    pub(crate) fn lock(&self, cluster: &ClusterDetails) -> std::io::Result<File> {
-        self.create_dir()?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(self.dir.join(format!("{}.lock", Self::key(cluster))))?;
-        file.lock()?;
-        Ok(file)
-    }
-
-    fn create_dir(&self) -> std::io::Result<()> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)
+    /// Waits for and holds the cluster's lock until the returned guard is dropped.
+    pub(crate) async fn lock(&self, cluster: &ClusterDetails) -> Result<StoreLock, StoreError> {
+        self.files.lock(&Self::key(cluster)).await
     }
 
     #[cfg(test)]
-    fn in_dir(dir: PathBuf) -> Self {
-        Self { dir }
+    fn in_dir(dir: std::path::PathBuf) -> Self {
+        Self { files: FileStore::at(dir) }
     }
 }
 
@@ -139,7 +112,7 @@ mod tests {
         let cache = DiskCache::in_dir(dir.path().join("creds"));
         let hour = SystemTime::now() + Duration::from_secs(3600);
         cache.write(&cluster(), &Credential::bearer_until("cached-token", hour)).unwrap();
-        let got = cache.read(&cluster()).unwrap();
+        let got = cache.read(&cluster()).unwrap().unwrap();
         assert!(matches!(&got, Credential::BearerToken { token, .. } if token.expose_secret() == "cached-token"));
 
         let files: Vec<_> = std::fs::read_dir(dir.path().join("creds")).unwrap().flatten().collect();
@@ -151,7 +124,7 @@ mod tests {
         cache
             .write(&cluster(), &Credential::bearer_until("soon", SystemTime::now() + Duration::from_secs(30)))
             .unwrap();
-        assert!(cache.read(&cluster()).is_none());
+        assert!(cache.read(&cluster()).unwrap().is_none());
     }
 
     #[test]
@@ -159,6 +132,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = DiskCache::in_dir(dir.path().to_owned());
         cache.write(&cluster(), &Credential::bearer("forever")).unwrap();
-        assert!(cache.read(&cluster()).is_none());
+        assert!(cache.read(&cluster()).unwrap().is_none());
     }
 }

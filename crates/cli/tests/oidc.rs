@@ -246,8 +246,10 @@ async fn token_logs_in_with_the_device_flow_when_prompting_is_allowed() {
     // The printed token is bob's ID token, which the API server accepts.
     let mut cluster = env.cluster.cluster_details("check", "serviceAccount");
     cluster.service_account_token = Some(token.to_owned().into());
-    let client =
-        kubeauth::Registry::with_defaults().kube_client(&cluster, &kubeauth::RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(kubeauth::Registry::with_defaults())
+        .kube_client(&cluster, &kubeauth::RequestAuth::none())
+        .await
+        .unwrap();
     let list = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client).list(&Default::default()).await;
     assert!(list.is_ok(), "{list:?}");
 

@@ -75,7 +75,7 @@ impl CombinedLocator {
         let continue_on_error = match &k.cluster_locator_continue_on_error {
             Some(v) => v.resolve(&ctx).map_err(|message| LocatorError::Key {
                 origin: origin.map(Path::to_owned),
-                key: "clusterLocatorContinueOnError".into(),
+                key: "kubernetes.clusterLocatorContinueOnError".into(),
                 message,
             })?,
             None => false,

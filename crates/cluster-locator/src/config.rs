@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kubeauth_core::CustomResourceMatcher;
+use kubeauth_core::{CustomResourceMatcher, LoginName};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -51,7 +51,8 @@ pub struct KubernetesConfig {
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubeauthConfig {
-    /// How `kubeauth login` signs the user in, for clusters with a client-side provider (oidc, google, aks).
+    /// How `kubeauth login` signs the user in, for clusters with a client-side provider (oidc, google, aks, and
+    /// custom ones).
     #[serde(default)]
     pub login: LoginConfig,
     /// `kubeauth serve`: protection of its API.
@@ -93,20 +94,107 @@ pub struct CatalogConfig {
     pub ca_file: Option<ConfigString>,
 }
 
-/// `kubeauth.login`: one entry per identity provider.
+/// `kubeauth.login`: how `kubeauth login` and `kubeauth token` sign the user in for clusters of a client-side
+/// provider, one entry per login: `kubeauth.login.<key>` (`google`, `aks`) or `kubeauth.login.<key>.<name>`
+/// (`oidc.okta`, one per `oidcTokenProvider`); a custom client-side provider's logins go here too.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LoginConfig {
-    /// For `authProvider: oidc` clusters: one entry per `oidcTokenProvider` name (`okta`, `dex`, …).
-    #[serde(default)]
-    pub oidc: BTreeMap<String, LoginProviderConfig>,
-    /// For `authProvider: google` clusters: a Google OAuth client ("Desktop app").
-    pub google: Option<LoginProviderConfig>,
-    /// For `authProvider: aks` clusters: an Entra ID application of the tenant.
-    pub aks: Option<LoginProviderConfig>,
+#[serde(transparent)]
+pub struct LoginConfig(pub BTreeMap<String, LoginEntry>);
+
+/// One key of `kubeauth.login`: the settings of one login, or several logins by name (`oidc: {okta: …}`).
+#[derive(Clone, Debug)]
+pub enum LoginEntry {
+    /// `kubeauth.login.<key>`: one login.
+    Single(LoginProviderConfig),
+    /// `kubeauth.login.<key>.<name>`: one login per name.
+    Named(BTreeMap<String, LoginProviderConfig>),
 }
 
-/// One identity provider of `kubeauth.login`.
+impl LoginConfig {
+    /// The entry of `login`: `kubeauth.login.<key>` or `kubeauth.login.<key>.<sub>`.
+    pub fn entry(&self, login: &LoginName) -> Option<&LoginProviderConfig> {
+        match (self.0.get(login.key())?, login.sub()) {
+            (LoginEntry::Single(entry), None) => Some(entry),
+            (LoginEntry::Named(entries), Some(sub)) => entries.get(sub),
+            _ => None,
+        }
+    }
+
+    /// The name of every configured login, in order.
+    pub fn names(&self) -> Vec<LoginName> {
+        self.0
+            .iter()
+            .flat_map(|(key, entry)| match entry {
+                LoginEntry::Single(_) => vec![LoginName::new(key.clone())],
+                LoginEntry::Named(entries) => {
+                    entries.keys().map(|sub| LoginName::with_sub(key.clone(), sub.clone())).collect()
+                }
+            })
+            .collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for LoginEntry {
+    /// A map whose keys are settings (`issuer`, `clientId`, …) is one login; any other map names several.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, IntoDeserializer as _, MapAccess, value::MapAccessDeserializer};
+
+        /// A map whose first key was read already, to decide which shape the map has.
+        struct Replay<A> {
+            first: Option<String>,
+            rest: A,
+        }
+        impl<'de, A: MapAccess<'de>> MapAccess<'de> for Replay<A> {
+            type Error = A::Error;
+            fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+                match self.first.take() {
+                    Some(first) => seed.deserialize(first.into_deserializer()).map(Some),
+                    None => self.rest.next_key_seed(seed),
+                }
+            }
+            fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+                self.rest.next_value_seed(seed)
+            }
+        }
+
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = LoginEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a login's settings (issuer, clientId, …) or logins by name")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LoginEntry, A::Error> {
+                let Some(first) = map.next_key::<String>()? else { return Ok(LoginEntry::Named(BTreeMap::new())) };
+                let single = LoginProviderConfig::FIELDS.contains(&first.as_str());
+                let replay = MapAccessDeserializer::new(Replay { first: Some(first), rest: map });
+                if single {
+                    LoginProviderConfig::deserialize(replay).map(LoginEntry::Single)
+                } else {
+                    BTreeMap::deserialize(replay).map(LoginEntry::Named)
+                }
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl JsonSchema for LoginEntry {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LoginEntry".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let single = generator.subschema_for::<LoginProviderConfig>();
+        let named = generator.subschema_for::<BTreeMap<String, LoginProviderConfig>>();
+        schemars::json_schema!({
+            "description": "One login's settings, or several logins by name (kubeauth.login.oidc.<name>).",
+            "anyOf": [single, named]
+        })
+    }
+}
+
+/// One login of `kubeauth.login`: the identity provider and the client registered at it. What is left out comes
+/// from the client-side provider's defaults (Google's issuer, Entra ID's scopes, …).
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginProviderConfig {
@@ -129,6 +217,12 @@ pub struct LoginProviderConfig {
     pub token: Option<ConfigString>,
     /// A PEM file of CA certificates trusted for the issuer besides the system's.
     pub ca_file: Option<ConfigString>,
+}
+
+impl LoginProviderConfig {
+    /// The keys of a login's settings, as written in the config.
+    pub const FIELDS: &'static [&'static str] =
+        &["issuer", "tenantId", "clientId", "clientSecret", "scopes", "redirectPort", "token", "caFile"];
 }
 
 /// `kubernetes.serviceLocatorMethod`.
@@ -281,5 +375,56 @@ impl AppConfig {
     /// The embedded default: the `localKubectlProxy` locator.
     pub fn embedded_default() -> Self {
         Self::from_yaml_str(crate::EMBEDDED_DEFAULT_CONFIG, None).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins_are_read_by_name_whatever_their_provider() {
+        let config = AppConfig::from_yaml_str(
+            r#"
+kubeauth:
+  login:
+    google: { clientId: g-client, clientSecret: g-secret }
+    oidc:
+      okta: { issuer: "https://okta.example", clientId: o-client }
+      dex: { issuer: "https://dex.example", clientId: d-client }
+    gateway: { issuer: "https://sso.example", clientId: gw }
+"#,
+            None,
+        )
+        .unwrap();
+        let login = &config.kubeauth.login;
+        let names: Vec<String> = login.names().iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["gateway", "google", "oidc.dex", "oidc.okta"]);
+        assert!(login.entry(&"oidc.okta".parse().unwrap()).is_some());
+        assert!(login.entry(&"gateway".parse().unwrap()).is_some());
+        assert!(login.entry(&"oidc".parse().unwrap()).is_none(), "oidc needs a name");
+        assert!(login.entry(&"google.x".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_wrong_key_in_a_login_is_an_error_with_its_line() {
+        let err = AppConfig::from_yaml_str(
+            "kubeauth:\n  login:\n    google:\n      clientId: x\n      clientSecrt: y\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("line 5"), "{err}");
+        assert!(err.contains("clientSecrt"), "{err}");
+    }
+
+    #[test]
+    fn the_settings_keys_are_the_fields() {
+        let schema = serde_json::to_value(schemars::schema_for!(LoginProviderConfig)).unwrap();
+        let mut keys: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut fields = LoginProviderConfig::FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(keys, fields);
     }
 }

@@ -55,12 +55,13 @@ pub enum LocatorError {
         /// What is wrong.
         message: String,
     },
-    /// A top-level key of the `kubernetes` section is wrong.
-    #[error("{}kubernetes.{key}: {message}", origin_prefix(origin))]
+    /// A key outside the locator methods is wrong (`kubernetes.clusterLocatorContinueOnError`,
+    /// `kubeauth.login.oidc.okta.clientId`, …).
+    #[error("{}{key}: {message}", origin_prefix(origin))]
     Key {
         /// The file, if the config came from one.
         origin: Option<PathBuf>,
-        /// The key.
+        /// The key's full path from the root of the config.
         key: String,
         /// What is wrong.
         message: String,

@@ -46,7 +46,7 @@ mod value;
 pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, LocatorServices};
 pub use config::{
     AppConfig, CatalogConfig, ClusterConfig, KubeauthConfig, KubernetesConfig, LocatorMethodConfig, LoginConfig,
-    LoginProviderConfig, ResourceLabel, ServerAuthConfig, ServerConfig, ServiceLocatorMethod,
+    LoginEntry, LoginProviderConfig, ResourceLabel, ServerAuthConfig, ServerConfig, ServiceLocatorMethod,
 };
 pub use config_locator::ConfigLocator;
 pub use error::LocatorError;

@@ -1,15 +1,17 @@
-//! A custom authentication provider, plugged in beside the defaults the way a downstream crate does it.
+//! A custom authentication provider in a few lines, plugged in beside the defaults the way a downstream crate
+//! does it: it depends on published crates only (kubeauth, kube, k8s-openapi, tokio, and rcgen to make a
+//! throwaway certificate).
 //!
 //! `clientCertificateFiles` authenticates with an x509 client certificate whose PEM files the cluster's
 //! `authMetadata` names. Run alone, the example makes a certificate, locates a cluster from an inline config,
-//! resolves its credential through the registry and prints what it got (never the key):
+//! gets its credential through the registry and prints what it got (never the key):
 //!
 //! ```text
 //! cargo run -p kubeauth --example custom_provider
 //! ```
 //!
 //! Given an app-config.yaml, it uses that file's clusters instead, and with `--list-namespaces` it also lists
-//! each cluster's namespaces through a `kube::Client` built by the registry:
+//! each cluster's namespaces through a `kube::Client` of the connector:
 //!
 //! ```text
 //! cargo run -p kubeauth --example custom_provider -- app-config.yaml --list-namespaces
@@ -18,54 +20,42 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Namespace;
+use kubeauth::core::{Error, server_side_fn};
 use kubeauth::{
-    AppConfig, ClusterDetails, CombinedLocator, Credential, CredentialFuture, Registry, RequestAuth, ResolveContext,
-    ServerSideProvider, ValidationIssue,
+    AppConfig, ClusterDetails, Credential, Kubeauth, Provider, RequestAuth, ResolveContext, ValidationIssue,
 };
 
 /// Where the cluster's `authMetadata` names the certificate and key files.
-const CERT_KEY: &str = "kubeauth.example/client-certificate-file";
-const KEY_KEY: &str = "kubeauth.example/client-key-file";
+const CERT_FILE: &str = "kubeauth.example/client-certificate-file";
+const KEY_FILE: &str = "kubeauth.example/client-key-file";
 
-/// Reads an x509 client certificate and its key from the files the cluster's metadata names.
-struct ClientCertificateFiles;
-
-impl ClientCertificateFiles {
-    fn path<'a>(cluster: &'a ClusterDetails, key: &str) -> Result<&'a str, kubeauth::core::Error> {
-        cluster.auth_metadata.get(key).map(String::as_str).ok_or_else(|| kubeauth::core::Error::Config {
-            cluster: cluster.name.clone(),
-            key: format!("authMetadata.{key}"),
-            message: "missing".into(),
-        })
-    }
-
-    fn read(cluster: &ClusterDetails, key: &str) -> Result<String, kubeauth::core::Error> {
-        let path = PathBuf::from(Self::path(cluster, key)?);
-        std::fs::read_to_string(&path).map_err(|source| kubeauth::core::Error::Io {
-            cluster: cluster.name.clone(),
-            key: format!("authMetadata.{key}"),
-            path,
-            source,
-        })
-    }
+/// The provider: read the two files the cluster names, and present them as a client certificate. Its errors
+/// name the config key; the registry adds the cluster and the provider.
+fn client_certificate_files() -> Provider {
+    let provider = server_side_fn(|cluster| async move {
+        let certificate = read(&cluster, CERT_FILE).await?;
+        let key = read(&cluster, KEY_FILE).await?;
+        Ok(Credential::client_certificate(certificate, key))
+    })
+    // Checked before the provider ever sees the cluster.
+    .with_validation(|cluster| {
+        [CERT_FILE, KEY_FILE]
+            .into_iter()
+            .filter(|key| !cluster.auth_metadata.contains_key(*key))
+            .map(|key| ValidationIssue::new(format!("authMetadata.{key}"), "missing: the PEM file to read"))
+            .collect()
+    });
+    Provider::server(provider)
 }
 
-impl ServerSideProvider for ClientCertificateFiles {
-    fn credential<'a>(&'a self, cluster: &'a ClusterDetails) -> CredentialFuture<'a> {
-        Box::pin(async move {
-            let cert = Self::read(cluster, CERT_KEY)?;
-            let key = Self::read(cluster, KEY_KEY)?;
-            Ok(Credential::client_certificate(cert, key))
-        })
-    }
-
-    fn validate_cluster(&self, cluster: &ClusterDetails) -> Vec<ValidationIssue> {
-        [CERT_KEY, KEY_KEY]
-            .into_iter()
-            .filter(|k| !cluster.auth_metadata.contains_key(*k))
-            .map(|k| ValidationIssue::new(format!("authMetadata.{k}"), "missing: the PEM file to read"))
-            .collect()
-    }
+async fn read(cluster: &ClusterDetails, key: &str) -> Result<String, Error> {
+    let path = cluster.auth_metadata.get(key).ok_or_else(|| Error::config(format!("authMetadata.{key}"), "missing"))?;
+    tokio::fs::read_to_string(path).await.map_err(|source| Error::Io {
+        cluster: String::new(),
+        key: format!("authMetadata.{key}"),
+        path: PathBuf::from(path),
+        source,
+    })
 }
 
 #[tokio::main]
@@ -79,18 +69,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Locates the clusters, resolves each one's credential through a registry that has the custom provider, and
-/// says what it got; with `list_namespaces`, lists them through a `kube::Client` from the registry.
+/// Locates the clusters, gets each one's credential through a toolkit that has the custom provider, and says
+/// what it got; with `list_namespaces`, lists them through a `kube::Client` of the connector.
 pub async fn run(config_file: Option<&Path>, list_namespaces: bool) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     // Run alone: a throwaway certificate and an inline config that points at it.
     let scratch = tempfile::tempdir()?;
     let config = match config_file {
         Some(path) => AppConfig::from_file(path)?,
         None => {
-            let ca = kubeauth_testkit::pki::TestCa::new("example-ca");
-            let cert = ca.client_cert("example-user", &["example-group"]);
-            std::fs::write(scratch.path().join("client.crt"), &cert.cert_pem)?;
-            std::fs::write(scratch.path().join("client.key"), &cert.key_pem)?;
+            let key = rcgen::KeyPair::generate()?;
+            let certificate = rcgen::CertificateParams::new(vec!["example-user".to_owned()])?.self_signed(&key)?;
+            std::fs::write(scratch.path().join("client.crt"), certificate.pem())?;
+            std::fs::write(scratch.path().join("client.key"), key.serialize_pem())?;
             let yaml = format!(
                 r#"
 kubernetes:
@@ -101,8 +91,8 @@ kubernetes:
           url: https://127.0.0.1:6443
           authProvider: clientCertificateFiles
           authMetadata:
-            {CERT_KEY}: {}
-            {KEY_KEY}: {}
+            {CERT_FILE}: {}
+            {KEY_FILE}: {}
 "#,
                 scratch.path().join("client.crt").display(),
                 scratch.path().join("client.key").display()
@@ -111,14 +101,14 @@ kubernetes:
         }
     };
 
-    let mut registry = Registry::with_defaults();
-    registry.add_server_side("clientCertificateFiles", ClientCertificateFiles)?;
+    let kubeauth = Kubeauth::builder(&config, &ResolveContext::from_process_env())?
+        .provider("clientCertificateFiles", client_certificate_files())?
+        .build()?;
 
     let mut out = Vec::new();
-    let clusters = CombinedLocator::from_config(&config, &ResolveContext::from_process_env())?.clusters().await?;
-    for cluster in &clusters {
-        registry.validate(cluster)?;
-        let credential = registry.credential(cluster, &RequestAuth::none()).await?;
+    for cluster in kubeauth.clusters().await? {
+        kubeauth.registry().validate(&cluster)?;
+        let credential = kubeauth.registry().credential(&cluster, &RequestAuth::none()).await?;
         let detail = match &credential {
             Credential::ClientCertificate { certificate_pem, .. } => {
                 format!("{}-byte certificate, private key [redacted]", certificate_pem.len())
@@ -127,7 +117,7 @@ kubernetes:
         };
         out.push(format!("cluster '{}' ({}): {} ({detail})", cluster.name, cluster.url, credential.kind()));
         if list_namespaces {
-            let client = registry.kube_client(cluster, &RequestAuth::none()).await?;
+            let client = kubeauth.kube_client(&cluster, &RequestAuth::none()).await?;
             let namespaces = kube::Api::<Namespace>::all(client).list(&Default::default()).await?;
             for ns in namespaces.items {
                 out.push(format!("namespace {}", ns.metadata.name.unwrap_or_default()));

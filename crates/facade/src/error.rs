@@ -22,6 +22,14 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A workstation login failed, or the user is not logged in.
+    #[cfg(feature = "login")]
+    #[error(transparent)]
+    Login(#[from] kubeauth_oidc::login::LoginError),
+    /// The private file store cannot be used.
+    #[cfg(feature = "login")]
+    #[error(transparent)]
+    Store(#[from] kubeauth_core::store::StoreError),
 }
 
 /// Why a provider could not be added to a [`Registry`](crate::Registry).

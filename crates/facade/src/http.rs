@@ -1,7 +1,7 @@
 //! A raw HTTP client for a cluster, for proxies: streamed request bodies, streamed answers, and protocol
-//! upgrades (exec, attach, port-forward, WebSocket watches). TLS comes from [`connection_config`](crate::connection_config) and the
-//! credential from [`CredentialLayer`](crate::CredentialLayer), exactly as for [`Registry::kube_client`]; HTTP/1.1 only, so that
-//! upgrades work.
+//! upgrades (exec, attach, port-forward, WebSocket watches), over the [`Connector`](crate::Connector)'s
+//! connections of the cluster, with the credential applied by [`CredentialLayer`](crate::CredentialLayer),
+//! exactly as for [`Connector::kube_client`](crate::Connector::kube_client).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,13 +13,10 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
-use kube::client::ConfigExt as _;
-use kubeauth_core::{ClusterDetails, Credential, RequestAuth};
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, ServiceBuilder, ServiceExt as _};
+use tower::{BoxError, ServiceExt as _};
 
 use crate::layer::ReplayableBody;
-use crate::{Error, Registry};
 
 /// A request body: bytes in memory (sent again after a 401 with a refreshed credential), or a stream (sent
 /// once, as it arrives).
@@ -30,6 +27,14 @@ pub struct RequestBody {
 enum Kind {
     Full(Option<Bytes>),
     Stream(UnsyncBoxBody<Bytes, BoxError>),
+    /// A kube client's body: in memory (replayable) or a stream, as kube made it.
+    Kube(kube::client::Body),
+}
+
+impl From<kube::client::Body> for RequestBody {
+    fn from(body: kube::client::Body) -> Self {
+        Self { kind: Kind::Kube(body) }
+    }
 }
 
 impl std::fmt::Debug for RequestBody {
@@ -37,6 +42,7 @@ impl std::fmt::Debug for RequestBody {
         match &self.kind {
             Kind::Full(bytes) => write!(f, "RequestBody::Full({} bytes)", bytes.as_ref().map_or(0, Bytes::len)),
             Kind::Stream(_) => f.write_str("RequestBody::Stream"),
+            Kind::Kube(_) => f.write_str("RequestBody::Kube"),
         }
     }
 }
@@ -71,6 +77,7 @@ impl http_body::Body for RequestBody {
         match &mut self.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Kube(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
         }
     }
 
@@ -78,6 +85,7 @@ impl http_body::Body for RequestBody {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Stream(body) => body.is_end_stream(),
+            Kind::Kube(body) => body.is_end_stream(),
         }
     }
 
@@ -85,6 +93,7 @@ impl http_body::Body for RequestBody {
         match &self.kind {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Stream(body) => body.size_hint(),
+            Kind::Kube(body) => body.size_hint(),
         }
     }
 }
@@ -94,12 +103,14 @@ impl ReplayableBody for RequestBody {
         match &self.kind {
             Kind::Full(bytes) => Some(Self { kind: Kind::Full(bytes.clone()) }),
             Kind::Stream(_) => None,
+            Kind::Kube(body) => body.try_clone().map(|body| Self { kind: Kind::Kube(body) }),
         }
     }
 }
 
-/// A raw HTTP/1.1 client for one cluster: request paths are relative to the cluster's URL, and the cluster's
-/// credential is applied by [`CredentialLayer`](crate::CredentialLayer). Cheap to clone; connections are pooled.
+/// A raw HTTP client for one cluster: request paths are relative to the cluster's URL, and the cluster's
+/// credential is applied by [`CredentialLayer`](crate::CredentialLayer). Cheap to clone; it shares the
+/// cluster's connections with every other client of the same [`Connector`](crate::Connector).
 #[derive(Clone)]
 pub struct ClusterHttpClient {
     cluster: Arc<str>,
@@ -113,6 +124,13 @@ impl std::fmt::Debug for ClusterHttpClient {
 }
 
 impl ClusterHttpClient {
+    pub(crate) fn new(
+        cluster: Arc<str>,
+        inner: BoxCloneSyncService<Request<RequestBody>, Response<Incoming>, BoxError>,
+    ) -> Self {
+        Self { cluster, inner }
+    }
+
     /// The cluster's name.
     pub fn cluster(&self) -> &str {
         &self.cluster
@@ -123,32 +141,9 @@ impl ClusterHttpClient {
     pub async fn send(&self, request: Request<RequestBody>) -> Result<Response<Incoming>, BoxError> {
         self.inner.clone().oneshot(request).await
     }
-}
 
-impl Registry {
-    /// A raw HTTP client for `cluster`, authenticated by its provider (with `auth` for client-side ones): what
-    /// a proxy forwards requests with.
-    pub async fn http_client(&self, cluster: &ClusterDetails, auth: &RequestAuth) -> Result<ClusterHttpClient, Error> {
-        let (layer, credential, config) = self.bind(cluster, auth).await?;
-        let client_error = |source| Error::Client { cluster: cluster.name.clone(), source };
-        // No Nagle delay on the API server connections: a small request must not wait for the previous ACK.
-        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
-        let connector = config.rustls_https_connector_with_connector(http).map_err(client_error)?;
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .build::<_, RequestBody>(connector);
-        let inner = match credential {
-            // A client certificate is part of the TLS connection; there is nothing to add per request.
-            Credential::ClientCertificate { .. } => BoxCloneSyncService::new(
-                ServiceBuilder::new().layer(config.base_uri_layer()).service(client).map_err(BoxError::from),
-            ),
-            _ => BoxCloneSyncService::new(
-                ServiceBuilder::new().layer(layer).layer(config.base_uri_layer()).service(client),
-            ),
-        };
-        Ok(ClusterHttpClient { cluster: cluster.name.as_str().into(), inner })
+    /// The service itself, for stacking more tower layers on it.
+    pub fn into_service(self) -> BoxCloneSyncService<Request<RequestBody>, Response<Incoming>, BoxError> {
+        self.inner
     }
 }

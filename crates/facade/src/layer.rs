@@ -1,10 +1,11 @@
 //! The one place a credential meets an HTTP request.
 //!
 //! [`CredentialLayer`] is a tower middleware: for each request it takes the credential from its cache (asking
-//! the [`CredentialSource`] when the cache says so: cold, inside the refresh margin, or expired), sets
-//! `Authorization` with [`apply_credential`], and when the API server answers 401 it forces one refresh and
-//! sends the request once more, if the body can be replayed. The kube client, the proxy and the exec plugin
-//! all authenticate through it.
+//! the [`CredentialSource`] when the cache says so: cold, inside the refresh margin, or expired), applies it
+//! with [`apply_credential`] (a bearer token as `Authorization`, a client certificate as the request's
+//! [`ClientIdentity`], which the connector's transport presents in the TLS handshake), and when the API server
+//! answers 401 it forces one refresh and sends the request once more, if the body can be replayed and the
+//! source can give another credential. The kube client and the proxy both authenticate through it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderValue};
 use http::{Request, Response, StatusCode};
-use kubeauth_core::{BoxError, Credential, CredentialCache, CredentialFuture, ExposeSecret};
+use kubeauth_core::{BoxError, Credential, CredentialCache, CredentialFuture, ExposeSecret, SecretString};
 use tower::{Layer, Service, ServiceExt};
 
 /// Where the layer gets a fresh credential: a provider bound to one cluster (and one user's tokens).
@@ -24,25 +25,78 @@ pub trait CredentialSource: Send + Sync + 'static {
     fn cluster(&self) -> &str;
     /// A fresh credential.
     fn fetch(&self) -> CredentialFuture<'_>;
+    /// Whether fetching again may give another credential, so that a request refused with 401 is worth
+    /// retrying (default `true`). A user's token from the request is the same token every time.
+    fn refreshable(&self) -> bool {
+        true
+    }
 }
 
-/// Sets `Authorization: Bearer <token>` (marked sensitive, so HTTP tracing never prints it) for a bearer
-/// token; removes any `Authorization` for a client certificate (sent in the TLS handshake) or anonymous access.
+/// The TLS client identity a request is sent with: an x509 client certificate and its key, set by
+/// [`apply_credential`] in the request's extensions and presented by the connector's transport in the TLS
+/// handshake. `Debug` shows no key.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    certificate_pem: Arc<str>,
+    private_key_pem: Arc<SecretString>,
+}
+
+impl ClientIdentity {
+    /// The identity of a client-certificate credential; `None` for any other.
+    pub fn of(credential: &Credential) -> Option<Self> {
+        match credential {
+            Credential::ClientCertificate { certificate_pem, private_key_pem, .. } => Some(Self {
+                certificate_pem: certificate_pem.as_str().into(),
+                private_key_pem: Arc::new(private_key_pem.clone()),
+            }),
+            _ => None,
+        }
+    }
+
+    /// PEM of the certificate (and any intermediates).
+    pub fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+
+    /// PEM of the private key.
+    pub fn private_key_pem(&self) -> &SecretString {
+        &self.private_key_pem
+    }
+
+    /// Whether `other` is the same certificate and key.
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.certificate_pem == other.certificate_pem
+            && self.private_key_pem.expose_secret() == other.private_key_pem.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("certificate_pem", &format_args!("<{} bytes>", self.certificate_pem.len()))
+            .field("private_key_pem", &format_args!("[redacted]"))
+            .finish()
+    }
+}
+
+/// Applies `credential` to `request`: `Authorization: Bearer <token>` (marked sensitive, so HTTP tracing never
+/// prints it) for a bearer token; for a client certificate no `Authorization` but the [`ClientIdentity`] in
+/// the request's extensions (the transport presents it in the TLS handshake); for anonymous access neither.
 pub fn apply_credential<B>(request: &mut Request<B>, credential: &Credential) -> Result<(), kubeauth_core::Error> {
+    request.extensions_mut().remove::<ClientIdentity>();
     match credential {
         Credential::BearerToken { token, .. } => {
             let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(|_| {
-                kubeauth_core::Error::Provider {
-                    cluster: String::new(),
-                    provider: String::new(),
-                    source: "the token holds characters that cannot travel in an HTTP header".into(),
-                }
+                kubeauth_core::Error::failed("the token holds characters that cannot travel in an HTTP header")
             })?;
             value.set_sensitive(true);
             request.headers_mut().insert(AUTHORIZATION, value);
         }
-        _ => {
+        other => {
             request.headers_mut().remove(AUTHORIZATION);
+            if let Some(identity) = ClientIdentity::of(other) {
+                request.extensions_mut().insert(identity);
+            }
         }
     }
     Ok(())
@@ -148,11 +202,8 @@ where
         Box::pin(async move {
             let source = layer.source.clone();
             let cached = layer.cache.get(|| async { source.fetch().await }).await?;
-            let replay = match cached.credential {
-                Credential::BearerToken { .. } => copy_request(&request),
-                _ => None,
-            };
-            apply_credential(&mut request, &cached.credential).map_err(|e| named(e, source.cluster()))?;
+            let replay = if source.refreshable() { copy_request(&request) } else { None };
+            apply_credential(&mut request, &cached.credential).map_err(|e| e.named(source.cluster(), ""))?;
             let response = inner.call(request).await.map_err(Into::into)?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
@@ -160,19 +211,10 @@ where
             let Some(mut retry) = replay else { return Ok(response) };
             tracing::debug!(cluster = %source.cluster(), "the API server answered 401: refreshing the credential and retrying once");
             let fresh = layer.cache.force_refresh(cached.generation, || async { source.fetch().await }).await?;
-            apply_credential(&mut retry, &fresh.credential).map_err(|e| named(e, source.cluster()))?;
+            apply_credential(&mut retry, &fresh.credential).map_err(|e| e.named(source.cluster(), ""))?;
             let inner = inner.ready().await.map_err(Into::into)?;
             inner.call(retry).await.map_err(Into::into)
         })
-    }
-}
-
-fn named(error: kubeauth_core::Error, cluster: &str) -> kubeauth_core::Error {
-    match error {
-        kubeauth_core::Error::Provider { source, provider, .. } => {
-            kubeauth_core::Error::Provider { cluster: cluster.to_owned(), provider, source }
-        }
-        other => other,
     }
 }
 
@@ -185,4 +227,135 @@ fn copy_request<B: ReplayableBody>(request: &Request<B>) -> Option<Request<B>> {
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
     Some(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::SystemTime;
+
+    use http_body_util::Full;
+    use tower_test::mock;
+
+    use super::*;
+
+    /// Gives `token-1`, `token-2`, … (or a client certificate), counting its fetches.
+    struct Numbered {
+        fetches: AtomicUsize,
+        refreshable: bool,
+        certificate: bool,
+    }
+
+    impl Numbered {
+        fn new(refreshable: bool) -> Arc<Self> {
+            Arc::new(Self { fetches: AtomicUsize::new(0), refreshable, certificate: false })
+        }
+    }
+
+    impl CredentialSource for Numbered {
+        fn cluster(&self) -> &str {
+            "c1"
+        }
+
+        fn fetch(&self) -> CredentialFuture<'_> {
+            let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
+            let certificate = self.certificate;
+            Box::pin(async move {
+                let hour = SystemTime::now() + Duration::from_secs(3600);
+                Ok(if certificate {
+                    Credential::client_certificate("CERT", "KEY").with_expiry(hour)
+                } else {
+                    Credential::bearer_until(format!("token-{n}"), hour)
+                })
+            })
+        }
+
+        fn refreshable(&self) -> bool {
+            self.refreshable
+        }
+    }
+
+    type Body = Full<Bytes>;
+
+    fn authorization(request: &Request<Body>) -> Option<&str> {
+        request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok())
+    }
+
+    fn answer(status: u16) -> Response<()> {
+        Response::builder().status(status).body(()).unwrap()
+    }
+
+    /// A service under the layer, and the handle that plays the API server. Calls are spawned: the layer's
+    /// future gets the credential before it sends anything.
+    fn stack(
+        source: Arc<dyn CredentialSource>,
+    ) -> (tower::util::BoxService<Request<Body>, Response<()>, BoxError>, mock::Handle<Request<Body>, Response<()>>)
+    {
+        let (service, handle) = mock::pair::<Request<Body>, Response<()>>();
+        // The mock is not Clone; a buffer in front of it is, as in the connector's stacks.
+        let service = tower::buffer::Buffer::new(service, 8);
+        (tower::util::BoxService::new(CredentialLayer::new(source).layer(service)), handle)
+    }
+
+    #[tokio::test]
+    async fn the_token_is_applied_marked_sensitive_and_fetched_once_while_valid() {
+        let source = Numbered::new(true);
+        let (mut service, mut handle) = stack(source.clone());
+        for _ in 0..3 {
+            let call = tokio::spawn(service.ready().await.unwrap().call(Request::new(Body::from("x"))));
+            let (request, reply) = handle.next_request().await.unwrap();
+            assert_eq!(authorization(&request), Some("Bearer token-1"));
+            assert!(request.headers()[AUTHORIZATION].is_sensitive());
+            reply.send_response(answer(200));
+            assert_eq!(call.await.unwrap().unwrap().status(), 200);
+        }
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_401_is_retried_once_with_a_fresh_credential() {
+        let source = Numbered::new(true);
+        let (mut service, mut handle) = stack(source.clone());
+        let call = tokio::spawn(
+            service.ready().await.unwrap().call(Request::post("/api").body(Body::from("payload")).unwrap()),
+        );
+        let (first, reply) = handle.next_request().await.unwrap();
+        assert_eq!(authorization(&first), Some("Bearer token-1"));
+        reply.send_response(answer(401));
+        let (retry, reply) = handle.next_request().await.unwrap();
+        assert_eq!(authorization(&retry), Some("Bearer token-2"));
+        assert_eq!((retry.method(), retry.uri().path()), (&http::Method::POST, "/api"));
+        assert_eq!(http_body_util::BodyExt::collect(retry.into_body()).await.unwrap().to_bytes(), "payload");
+        // Refused again: that answer is the caller's; no third try.
+        reply.send_response(answer(401));
+        assert_eq!(call.await.unwrap().unwrap().status(), 401);
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_credential_that_cannot_change_is_not_retried() {
+        let source = Numbered::new(false);
+        let (mut service, mut handle) = stack(source.clone());
+        let call = tokio::spawn(service.ready().await.unwrap().call(Request::new(Body::from("x"))));
+        let (_, reply) = handle.next_request().await.unwrap();
+        reply.send_response(answer(401));
+        assert_eq!(call.await.unwrap().unwrap().status(), 401);
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 1, "no refresh for a user's token from the request");
+    }
+
+    #[tokio::test]
+    async fn a_client_certificate_travels_as_the_requests_identity_never_as_a_header() {
+        let source = Arc::new(Numbered { fetches: AtomicUsize::new(0), refreshable: true, certificate: true });
+        let (mut service, mut handle) = stack(source);
+        let mut request = Request::new(Body::from("x"));
+        request.headers_mut().insert(AUTHORIZATION, HeaderValue::from_static("Bearer from-the-caller"));
+        let call = tokio::spawn(service.ready().await.unwrap().call(request));
+        let (seen, reply) = handle.next_request().await.unwrap();
+        assert_eq!(authorization(&seen), None, "the caller's Authorization never goes on");
+        let identity = seen.extensions().get::<ClientIdentity>().expect("the identity");
+        assert_eq!(identity.certificate_pem(), "CERT");
+        assert!(!format!("{identity:?}").contains("KEY"));
+        reply.send_response(answer(200));
+        call.await.unwrap().unwrap();
+    }
 }

@@ -1,47 +1,48 @@
 //! kubeauth: Kubernetes authentication for every cluster, as the application or as the signed-in user.
 //!
+//! - [`Kubeauth`]: everything an app-config sets up — the providers, the cluster locators, the connections
+//!   and (feature `login`) the workstation logins — with providers of your own beside the defaults.
 //! - [`Registry`]: the authentication providers by key, pre-loaded with the default ones (each behind a cargo
-//!   feature), where custom providers are added beside them.
-//! - [`Registry::kube_client`]: a [`kube::Client`] for any located cluster, with the right URL and TLS settings,
-//!   whose credential is applied by one tower layer ([`CredentialLayer`]) that refreshes it ahead of expiry and
-//!   retries once with a fresh one after a 401.
+//!   feature); a custom one is a [`Provider`], from a type or an async function ([`Provider::server_fn`]).
+//! - [`Connector`]: a [`kube::Client`] or a raw HTTP client for any located cluster, one set of connections per
+//!   cluster (one HTTP/2 connection where the API server offers it), the credential applied by one tower layer
+//!   ([`CredentialLayer`]) that refreshes it ahead of expiry and retries once with a fresh one after a 401.
 //! - Re-exports of the contract ([`kubeauth_core`]) and the cluster locators ([`kubeauth_cluster_locator`]).
 //!
 //! The one path data takes: config text → locator → [`ClusterDetails`] → the registry picks the provider by
 //! the cluster's `authProvider` → [`Credential`] → [`CredentialLayer`] applies it to each HTTP request.
 //!
 //! ```no_run
-//! use kubeauth::{AppConfig, Registry, RequestAuth, ResolveContext};
+//! use kubeauth::{AppConfig, Kubeauth, RequestAuth, ResolveContext};
 //! use k8s_openapi::api::core::v1::Namespace;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = AppConfig::from_file("app-config.yaml".as_ref())?;
-//! let env = ResolveContext::from_process_env();
-//! let registry = Registry::from_config(&config, &env)?;
-//! let clusters = kubeauth::locator(&config, &env, &registry)?.clusters().await?;
-//! for cluster in &clusters {
-//!     let client = registry.kube_client(cluster, &RequestAuth::none()).await?;
+//! let kubeauth = Kubeauth::from_config(&config, &ResolveContext::from_process_env())?;
+//! for cluster in kubeauth.clusters().await? {
+//!     let client = kubeauth.kube_client(&cluster, &RequestAuth::none()).await?;
 //!     let namespaces = kube::Api::<Namespace>::all(client).list(&Default::default()).await?;
 //!     println!("{}: {} namespaces", cluster.name, namespaces.items.len());
 //! }
 //! # Ok(()) }
 //! ```
 
-mod client;
-mod configured;
+mod connector;
 mod error;
 mod http;
+mod kubeauth;
 mod layer;
 #[cfg(feature = "login")]
 pub mod login;
 mod registry;
 
-pub use client::connection_config;
-pub use configured::locator;
+pub use connector::{Connector, KUBE_RESPONSE_TIMEOUT, connection_config};
 pub use error::{Error, RegistryError};
 pub use http::{ClusterHttpClient, RequestBody};
+pub use kubeauth::{Kubeauth, KubeauthBuilder};
 pub use layer::{
-    CredentialLayer, CredentialService, CredentialSource, ReplayableBody, ResponseFuture, apply_credential,
+    ClientIdentity, CredentialLayer, CredentialService, CredentialSource, ReplayableBody, ResponseFuture,
+    apply_credential,
 };
 pub use registry::{Provider, Registry};
 
@@ -51,7 +52,8 @@ pub use kubeauth_cluster_locator::{
 };
 pub use kubeauth_core::{
     ClientSideProvider, ClusterDetails, Credential, CredentialCache, CredentialFuture, CredentialKind,
-    KeyedCredentialCache, ProviderSide, RequestAuth, ServerSideProvider, ValidationIssue, metadata, report,
+    KeyedCredentialCache, LoginName, ProviderSide, RequestAuth, ServerSideChain, ServerSideProvider, ValidationIssue,
+    metadata, report,
 };
 
 /// The cluster locators.
@@ -86,3 +88,13 @@ pub use kubeauth_google_service_account as google_service_account;
 /// The `google` provider.
 #[cfg(feature = "google")]
 pub use kubeauth_google as google;
+
+/// The Rust examples of docs/custom-providers.md, compiled and run as doctests so that the guide stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/custom-providers.md")]
+mod custom_providers_guide {}
+
+/// The library example of the README, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}

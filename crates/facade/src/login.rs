@@ -1,143 +1,186 @@
-//! The user's login for clusters with a client-side provider: which identity provider a cluster needs, its
-//! settings from `kubeauth.login`, and the request auth that carries the login's token to the provider.
+//! The user's login on a workstation, in one place: from the config's `kubeauth.login` entries and the
+//! client-side provider's defaults, through the session store, refresh and (when allowed) a new login, to the
+//! request auth the provider reads, exactly as a browser request would carry it.
+//!
+//! Which login a cluster needs is its provider's to say ([`ClientSideProvider::user_login`]): `oidc.okta`
+//! for an oidc cluster of `oidcTokenProvider: okta`, `google`, `aks`, or a custom provider's. The login's
+//! name is also where its token goes in the request auth (`auth.oidc.okta`), so the token reaches the provider
+//! by the same path as in `kubeauth serve`.
+//!
+//! [`ClientSideProvider::user_login`]: kubeauth_core::ClientSideProvider::user_login
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
 
-use kubeauth_cluster_locator::{AppConfig, LocatorError, LoginProviderConfig, ResolveContext};
+use kubeauth_cluster_locator::{AppConfig, LocatorError, LoginConfig, ResolveContext};
 use kubeauth_core::{ClusterDetails, RequestAuth, SecretString};
+pub use kubeauth_core::{LoginName, LoginPreset, SendToken};
 pub use kubeauth_oidc::login::{
-    FRESHNESS_MARGIN, Flow, IdTokenInfo, Login, LoginError, LoginSettings, Prompt, PromptFn, SendToken, Session,
-    SessionStore,
+    FRESHNESS_MARGIN, Flow, IdTokenInfo, Login, LoginError, LoginSettings, Prompt, PromptFn, Session, SessionStore,
 };
 
-use crate::Error;
+use crate::{Error, Registry};
 
-/// Which identity provider a user signs in to for a cluster: `oidc.<oidcTokenProvider>`, `google` or `aks`.
-/// `None` for clusters whose provider is not one of those (server-side ones).
-pub fn login_name(cluster: &ClusterDetails) -> Option<String> {
-    match cluster.auth_provider()? {
-        "oidc" => cluster.oidc_token_provider().map(|p| format!("oidc.{p}")),
-        "google" => Some("google".into()),
-        "aks" => Some("aks".into()),
-        _ => None,
+/// The logins of a config (`kubeauth.login`) for the client-side providers of a registry.
+#[derive(Clone)]
+pub struct Logins {
+    entries: LoginConfig,
+    origin: Option<PathBuf>,
+    ctx: ResolveContext,
+    registry: Arc<Registry>,
+    store: Option<SessionStore>,
+}
+
+impl std::fmt::Debug for Logins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logins").field("configured", &self.configured()).field("store", &self.store).finish()
     }
 }
 
-/// The request auth that hands `token` to the cluster's client-side provider: `auth.oidc.<p>`, `auth.google`,
-/// or `auth.aks`, as Backstage's frontend sends it.
-pub fn request_auth_for(login_name: &str, token: impl Into<String>) -> RequestAuth {
-    let mut auth = RequestAuth::none();
-    match login_name.split_once('.') {
-        Some((provider, sub)) => auth.insert_nested_token(provider, sub, token),
-        None => auth.insert_token(login_name, token),
-    }
-    auth
+/// The signed-in user's token for requests to one cluster, from a login session.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UserAuth {
+    /// The login it came from.
+    pub login: LoginName,
+    /// The token where the cluster's provider reads it (`auth.oidc.okta`).
+    pub auth: RequestAuth,
+    /// When the token stops being accepted.
+    pub expires_at: SystemTime,
+    /// Who signed in (e-mail address, else subject).
+    pub user: String,
 }
 
-/// The names of every identity provider configured under `kubeauth.login`.
-pub fn configured_logins(config: &AppConfig) -> Vec<String> {
-    let login = &config.kubeauth.login;
-    let mut names: Vec<String> = login.oidc.keys().map(|k| format!("oidc.{k}")).collect();
-    if login.google.is_some() {
-        names.push("google".into());
-    }
-    if login.aks.is_some() {
-        names.push("aks".into());
-    }
-    names
-}
-
-/// The settings of one identity provider (`oidc.<name>`, `google` or `aks`) from `kubeauth.login`. A missing
-/// entry or a wrong value is an error naming the key.
-pub fn login_settings(config: &AppConfig, ctx: &ResolveContext, name: &str) -> Result<LoginSettings, Error> {
-    let ctx = config.resolve_context(ctx);
-    let login = &config.kubeauth.login;
-    let key = format!("kubeauth.login.{name}");
-    let invalid = |key: String, message: String| -> Error {
-        LocatorError::Key { origin: config.origin.clone(), key, message }.into()
-    };
-    let (entry, mut settings) = match name.split_once('.') {
-        Some(("oidc", sub)) => {
-            let entry = login.oidc.get(sub).ok_or_else(|| {
-                invalid(key.clone(), format!("missing: how to sign in to the OIDC provider '{sub}' (issuer, clientId)"))
-            })?;
-            let issuer = entry.issuer.as_ref().ok_or_else(|| invalid(format!("{key}.issuer"), "missing".into()))?;
-            let issuer = issuer.resolve(&ctx).map_err(|m| invalid(format!("{key}.issuer"), m))?;
-            (entry, LoginSettings::oidc(sub, issuer, ""))
+impl Logins {
+    pub(crate) fn new(config: &AppConfig, env: &ResolveContext, registry: Arc<Registry>) -> Self {
+        Self {
+            entries: config.kubeauth.login.clone(),
+            origin: config.origin.clone(),
+            ctx: config.resolve_context(env),
+            registry,
+            store: None,
         }
-        None if name == "google" => {
-            let entry = login.google.as_ref().ok_or_else(|| {
-                invalid(key.clone(), "missing: a Google OAuth client (clientId, clientSecret)".into())
-            })?;
-            (entry, LoginSettings::google(""))
-        }
-        None if name == "aks" => {
-            let entry = login
-                .aks
-                .as_ref()
-                .ok_or_else(|| invalid(key.clone(), "missing: an Entra ID application (tenantId, clientId)".into()))?;
-            let tenant = match (&entry.tenant_id, &entry.issuer) {
-                (Some(tenant), _) => tenant.resolve(&ctx).map_err(|m| invalid(format!("{key}.tenantId"), m))?,
-                (None, Some(_)) => String::new(),
-                (None, None) => return Err(invalid(format!("{key}.tenantId"), "missing".into())),
-            };
-            (entry, LoginSettings::aks(&tenant, ""))
-        }
-        _ => return Err(invalid(key, "not an identity provider: use oidc.<name>, google or aks".into())),
-    };
-    apply(entry, &mut settings, &key, &ctx).map_err(|(k, m)| invalid(k, m))?;
-    Ok(settings)
-}
+    }
 
-fn apply(
-    entry: &LoginProviderConfig,
-    settings: &mut LoginSettings,
-    key: &str,
-    ctx: &ResolveContext,
-) -> Result<(), (String, String)> {
-    let resolve = |field: &str, value: &kubeauth_cluster_locator::ConfigString| {
-        value.resolve(ctx).map_err(|m| (format!("{key}.{field}"), m))
-    };
-    if let Some(issuer) = &entry.issuer {
-        settings.issuer = resolve("issuer", issuer)?;
+    /// Keep sessions in `store` instead of the user's (`sessions/` under `$KUBEAUTH_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/kubeauth`, else `~/.cache/kubeauth`).
+    #[must_use]
+    pub fn with_store(mut self, store: SessionStore) -> Self {
+        self.store = Some(store);
+        self
     }
-    let client_id = entry.client_id.as_ref().ok_or_else(|| (format!("{key}.clientId"), "missing".to_owned()))?;
-    settings.client_id = resolve("clientId", client_id)?;
-    if settings.client_id.trim().is_empty() {
-        return Err((format!("{key}.clientId"), "is empty".into()));
+
+    /// The session store.
+    pub fn store(&self) -> Result<SessionStore, Error> {
+        match &self.store {
+            Some(store) => Ok(store.clone()),
+            None => Ok(SessionStore::user()?),
+        }
     }
-    if let Some(secret) = &entry.client_secret {
-        settings.client_secret = Some(SecretString::from(resolve("clientSecret", secret)?));
+
+    /// The name of every login of `kubeauth.login`.
+    pub fn configured(&self) -> Vec<LoginName> {
+        self.entries.names()
     }
-    if let Some(scopes) = &entry.scopes {
-        settings.scopes = scopes.iter().map(|s| resolve("scopes", s)).collect::<Result<_, _>>()?;
+
+    /// The login `cluster` needs, if its provider is a client-side one that names one.
+    pub fn login_for(&self, cluster: &ClusterDetails) -> Option<LoginName> {
+        self.registry.user_login(cluster)
     }
-    if let Some(port) = entry.redirect_port {
-        settings.redirect_port = port;
-    }
-    if let Some(token) = &entry.token {
-        settings.send = match resolve("token", token)?.as_str() {
-            "idToken" => SendToken::IdToken,
-            "accessToken" => SendToken::AccessToken,
-            other => return Err((format!("{key}.token"), format!("{other:?}: use idToken or accessToken"))),
+
+    /// The settings of `login`: its entry under `kubeauth.login` over its provider's defaults. A missing entry
+    /// or a wrong value is an error naming the full key.
+    pub fn settings(&self, login: &LoginName) -> Result<LoginSettings, Error> {
+        let key = login.config_key();
+        let preset = self.registry.login_preset(login).ok_or_else(|| {
+            self.invalid(&key, format!("no client-side provider signs in as `{login}` (configured: {})", self.list()))
+        })?;
+        let entry = self
+            .entries
+            .entry(login)
+            .ok_or_else(|| self.invalid(&key, format!("missing: {} to sign in to", preset.needs)))?;
+        let resolve = |field: &str, value: &kubeauth_cluster_locator::ConfigString| {
+            value.resolve(&self.ctx).map_err(|m| self.invalid(&format!("{key}.{field}"), m))
         };
+        let issuer = match (&entry.issuer, &entry.tenant_id) {
+            (Some(issuer), _) => resolve("issuer", issuer)?,
+            (None, Some(tenant)) => {
+                let tenant = resolve("tenantId", tenant)?;
+                preset.issuer_for_tenant(&tenant).ok_or_else(|| {
+                    self.invalid(&format!("{key}.tenantId"), "this login takes an issuer, not a tenant".into())
+                })?
+            }
+            (None, None) => match (&preset.issuer, &preset.tenant_issuer) {
+                (Some(issuer), _) => issuer.clone(),
+                (None, Some(_)) => return Err(self.invalid(&format!("{key}.tenantId"), "missing".into())),
+                (None, None) => return Err(self.invalid(&format!("{key}.issuer"), "missing".into())),
+            },
+        };
+        let client_id =
+            entry.client_id.as_ref().ok_or_else(|| self.invalid(&format!("{key}.clientId"), "missing".into()))?;
+        let client_id = resolve("clientId", client_id)?;
+        if client_id.trim().is_empty() {
+            return Err(self.invalid(&format!("{key}.clientId"), "is empty".into()));
+        }
+        let mut settings = LoginSettings::from_preset(login, &preset, issuer, client_id);
+        if let Some(secret) = &entry.client_secret {
+            settings.client_secret = Some(SecretString::from(resolve("clientSecret", secret)?));
+        }
+        if let Some(scopes) = &entry.scopes {
+            settings.scopes = scopes.iter().map(|s| resolve("scopes", s)).collect::<Result<_, _>>()?;
+        }
+        if let Some(port) = entry.redirect_port {
+            settings.redirect_port = port;
+        }
+        if let Some(token) = &entry.token {
+            settings.send = resolve("token", token)?.parse().map_err(|m| self.invalid(&format!("{key}.token"), m))?;
+        }
+        if let Some(file) = &entry.ca_file {
+            settings.ca_file = Some(self.ctx.path(&resolve("caFile", file)?));
+        }
+        Ok(settings)
     }
-    if let Some(file) = &entry.ca_file {
-        settings.ca_file = Some(ctx.path(&resolve("caFile", file)?));
-    }
-    Ok(())
-}
 
-/// The folder of login sessions: `$KUBEAUTH_CACHE_DIR/sessions`, else `$XDG_CACHE_HOME/kubeauth/sessions`,
-/// else `~/.cache/kubeauth/sessions`.
-pub fn default_session_dir() -> PathBuf {
-    match std::env::var_os("KUBEAUTH_CACHE_DIR") {
-        Some(dir) => PathBuf::from(dir).join("sessions"),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir)
-            .join("kubeauth")
-            .join("sessions"),
+    /// The login engine of `login`, over the session store.
+    pub fn open(&self, login: &LoginName) -> Result<Login, Error> {
+        Ok(Login::new(self.settings(login)?, self.store()?)?)
+    }
+
+    /// The signed-in user's token for `cluster`: the stored session's (no network while it stays valid for
+    /// more than [`FRESHNESS_MARGIN`]), else a refreshed one, else — only when `interactive` is given — one
+    /// from a new login with that flow. `None` when the cluster's provider needs no login.
+    pub async fn user_auth(
+        &self,
+        cluster: &ClusterDetails,
+        interactive: Option<(Flow, PromptFn<'_>)>,
+    ) -> Result<Option<UserAuth>, Error> {
+        let Some(login) = self.login_for(cluster) else { return Ok(None) };
+        let engine = self.open(&login)?;
+        let session = engine.session(interactive).await?;
+        let token = match engine.settings().send {
+            SendToken::IdToken => session.id_token.clone().ok_or_else(|| LoginError::InvalidIdToken {
+                provider: login.to_string(),
+                message: "the session has no ID token".into(),
+            })?,
+            SendToken::AccessToken => session.access_token.clone(),
+        };
+        let mut auth = RequestAuth::none();
+        auth.insert_login(&login, token);
+        Ok(Some(UserAuth { auth, expires_at: session.expires_at(), user: session.user().to_owned(), login }))
+    }
+
+    /// Forgets every stored session; how many there were.
+    pub fn logout_all(&self) -> Result<usize, Error> {
+        Ok(self.store()?.remove_all()?)
+    }
+
+    fn list(&self) -> String {
+        let names: Vec<String> = self.configured().iter().map(ToString::to_string).collect();
+        if names.is_empty() { "none".into() } else { names.join(", ") }
+    }
+
+    fn invalid(&self, key: &str, message: String) -> Error {
+        LocatorError::Key { origin: self.origin.clone(), key: key.to_owned(), message }.into()
     }
 }

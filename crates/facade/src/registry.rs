@@ -2,14 +2,26 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kubeauth_core::{
-    ClientSideProvider, ClusterDetails, Credential, Error as AuthError, ProviderSide, RequestAuth, ServerSideProvider,
-    ValidationIssue,
+    ClientSideProvider, ClusterDetails, Credential, Error as AuthError, LoginName, LoginPreset, ProviderSide,
+    RequestAuth, ServerSideProvider, ValidationIssue,
 };
+use tracing::Instrument as _;
 
 use crate::RegistryError;
 
 /// A registered provider, server side or client side.
+///
+/// ```
+/// use kubeauth::{Credential, Provider, Registry};
+///
+/// let mut registry = Registry::with_defaults();
+/// registry.add("vault", Provider::server_fn(|cluster| async move {
+///     Ok(Credential::bearer(format!("token-for-{}", cluster.name)))
+/// }))?;
+/// # Ok::<(), kubeauth::RegistryError>(())
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum Provider {
     /// Authenticates as the application.
     Server(Arc<dyn ServerSideProvider>),
@@ -27,6 +39,35 @@ impl std::fmt::Debug for Provider {
 }
 
 impl Provider {
+    /// A server-side provider.
+    pub fn server(provider: impl ServerSideProvider) -> Self {
+        Self::Server(Arc::new(provider))
+    }
+
+    /// A client-side provider.
+    pub fn client(provider: impl ClientSideProvider) -> Self {
+        Self::Client(Arc::new(provider))
+    }
+
+    /// A server-side provider from an async function of the cluster (see [`kubeauth_core::server_side_fn`]).
+    pub fn server_fn<F, Fut>(fetch: F) -> Self
+    where
+        F: Fn(ClusterDetails) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Credential, AuthError>> + Send + 'static,
+    {
+        Self::server(kubeauth_core::server_side_fn(fetch))
+    }
+
+    /// A client-side provider from an async function of the cluster and the user's request auth (see
+    /// [`kubeauth_core::client_side_fn`]).
+    pub fn client_fn<F, Fut>(fetch: F) -> Self
+    where
+        F: Fn(ClusterDetails, RequestAuth) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Credential, AuthError>> + Send + 'static,
+    {
+        Self::client(kubeauth_core::client_side_fn(fetch))
+    }
+
     /// Whose identity the provider presents.
     pub fn side(&self) -> ProviderSide {
         match self {
@@ -35,8 +76,18 @@ impl Provider {
         }
     }
 
-    /// The credential for `cluster`. Only the `localKubectlProxy` key may yield an anonymous credential: any
-    /// other provider that gives none is an error, never a silent unauthenticated request.
+    /// Whether an anonymous credential of this provider is accepted.
+    pub fn allows_anonymous(&self) -> bool {
+        match self {
+            Self::Server(p) => p.allows_anonymous(),
+            Self::Client(p) => p.allows_anonymous(),
+        }
+    }
+
+    /// The credential for `cluster` (`key` is the provider's key, for messages). Client-side providers take the
+    /// user's token from `auth`; server-side ones never see it. An anonymous credential from a provider that
+    /// does not allow anonymous access is an error, never a silent unauthenticated request; errors carry the
+    /// cluster's and the provider's names.
     pub async fn credential(
         &self,
         key: &str,
@@ -44,16 +95,18 @@ impl Provider {
         auth: &RequestAuth,
     ) -> Result<Credential, AuthError> {
         let credential = match self {
-            Self::Server(p) => p.credential(cluster).await?,
-            Self::Client(p) => p.credential(cluster, auth).await?,
-        };
-        if matches!(credential, Credential::Anonymous) && key != LOCAL_KUBECTL_PROXY {
+            Self::Server(p) => p.credential(cluster).await,
+            Self::Client(p) => p.credential(cluster, auth).await,
+        }
+        .map_err(|e| e.named(&cluster.name, key))?;
+        if matches!(credential, Credential::Anonymous) && !self.allows_anonymous() {
             return Err(AuthError::NoCredential { cluster: cluster.name.clone(), provider: key.to_owned() });
         }
         Ok(credential)
     }
 
-    fn validate_cluster(&self, cluster: &ClusterDetails) -> Vec<ValidationIssue> {
+    /// The provider's own checks of `cluster`.
+    pub fn validate_cluster(&self, cluster: &ClusterDetails) -> Vec<ValidationIssue> {
         match self {
             Self::Server(p) => p.validate_cluster(cluster),
             Self::Client(p) => p.validate_cluster(cluster),
@@ -68,29 +121,22 @@ impl Provider {
     }
 }
 
-const LOCAL_KUBECTL_PROXY: &str = "localKubectlProxy";
-
-/// The authentication providers by key (`authProvider` in the config).
+/// The authentication providers by key (`authProvider` in the config), and nothing else: connections are the
+/// [`Connector`](crate::Connector)'s, the config is read by [`Kubeauth`](crate::Kubeauth).
 ///
 /// [`Registry::with_defaults`] holds every default provider compiled in (cargo features `service-account`,
-/// `local-kubectl-proxy`, `oidc`, `google`, `aws`, `google-service-account`, `azure`, all on by default). A custom provider is added beside them under
-/// its own key; adding under a taken key is an error, and replacing a built-in takes the explicit
-/// `replace_*` call.
+/// `local-kubectl-proxy`, `oidc`, `google`, `aws`, `google-service-account`, `azure`, all on by default). A
+/// custom provider is added beside them under its own key with [`add`](Self::add); adding under a taken key
+/// is an error, and replacing a built-in takes the explicit [`replace`](Self::replace).
 ///
 /// ```
-/// use kubeauth::{ClusterDetails, Credential, CredentialFuture, Registry, ServerSideProvider};
+/// use kubeauth::{Credential, Provider, Registry};
 ///
-/// struct Vault;
-/// impl ServerSideProvider for Vault {
-///     fn credential<'a>(&'a self, _: &'a ClusterDetails) -> CredentialFuture<'a> {
-///         Box::pin(async { Ok(Credential::bearer("from-vault")) })
-///     }
-/// }
-///
+/// let vault = || Provider::server_fn(|_| async { Ok(Credential::bearer("from-vault")) });
 /// let mut registry = Registry::with_defaults();
-/// registry.add_server_side("vault", Vault).unwrap();
-/// assert!(registry.add_server_side("serviceAccount", Vault).is_err(), "built-ins are kept");
-/// assert!(registry.add_server_side("my-vault", Vault).is_err(), "dashes are refused");
+/// registry.add("vault", vault()).unwrap();
+/// assert!(registry.add("serviceAccount", vault()).is_err(), "built-ins are kept");
+/// assert!(registry.add("my-vault", vault()).is_err(), "dashes are refused");
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
@@ -110,84 +156,48 @@ impl Registry {
         #[cfg(feature = "service-account")]
         providers.insert(
             kubeauth_service_account::ServiceAccountProvider::KEY.into(),
-            Provider::Server(Arc::new(kubeauth_service_account::ServiceAccountProvider::new())),
+            Provider::server(kubeauth_service_account::ServiceAccountProvider::new()),
         );
         #[cfg(feature = "local-kubectl-proxy")]
         providers.insert(
             kubeauth_local_kubectl_proxy::LocalKubectlProxyProvider::KEY.into(),
-            Provider::Server(Arc::new(kubeauth_local_kubectl_proxy::LocalKubectlProxyProvider)),
+            Provider::server(kubeauth_local_kubectl_proxy::LocalKubectlProxyProvider),
         );
         #[cfg(feature = "oidc")]
-        providers
-            .insert(kubeauth_oidc::OidcProvider::KEY.into(), Provider::Client(Arc::new(kubeauth_oidc::OidcProvider)));
+        providers.insert(kubeauth_oidc::OidcProvider::KEY.into(), Provider::client(kubeauth_oidc::OidcProvider));
         #[cfg(feature = "google-service-account")]
         providers.insert(
             kubeauth_google_service_account::KEY.into(),
-            Provider::Server(Arc::new(kubeauth_google_service_account::GoogleServiceAccountProvider::default())),
+            Provider::server(kubeauth_google_service_account::GoogleServiceAccountProvider::default()),
         );
         #[cfg(feature = "azure")]
-        providers
-            .insert(kubeauth_azure::KEY.into(), Provider::Server(Arc::new(kubeauth_azure::AzureProvider::default())));
+        providers.insert(kubeauth_azure::KEY.into(), Provider::server(kubeauth_azure::AzureProvider::default()));
         #[cfg(feature = "azure")]
-        providers
-            .insert(kubeauth_azure::AksProvider::KEY.into(), Provider::Client(Arc::new(kubeauth_azure::AksProvider)));
+        providers.insert(kubeauth_azure::AksProvider::KEY.into(), Provider::client(kubeauth_azure::AksProvider));
         #[cfg(feature = "aws")]
-        providers.insert(kubeauth_aws::KEY.into(), Provider::Server(Arc::new(kubeauth_aws::AwsProvider::new())));
+        providers.insert(kubeauth_aws::KEY.into(), Provider::server(kubeauth_aws::AwsProvider::new()));
         #[cfg(feature = "google")]
-        providers.insert(
-            kubeauth_google::GoogleProvider::KEY.into(),
-            Provider::Client(Arc::new(kubeauth_google::GoogleProvider)),
-        );
+        providers
+            .insert(kubeauth_google::GoogleProvider::KEY.into(), Provider::client(kubeauth_google::GoogleProvider));
         Self { providers }
     }
 
-    /// Adds a server-side provider under a new key.
-    pub fn add_server_side(
-        &mut self,
-        key: impl Into<String>,
-        provider: impl ServerSideProvider,
-    ) -> Result<&mut Self, RegistryError> {
-        self.add(key.into(), Provider::Server(Arc::new(provider)))
-    }
-
-    /// Adds a client-side provider under a new key.
-    pub fn add_client_side(
-        &mut self,
-        key: impl Into<String>,
-        provider: impl ClientSideProvider,
-    ) -> Result<&mut Self, RegistryError> {
-        self.add(key.into(), Provider::Client(Arc::new(provider)))
-    }
-
-    /// Puts a server-side provider under `key`, replacing whatever was there (a built-in too); returns it.
-    pub fn replace_server_side(
-        &mut self,
-        key: impl Into<String>,
-        provider: impl ServerSideProvider,
-    ) -> Result<Option<Provider>, RegistryError> {
+    /// Adds a provider under a new key (letters, digits and `_`).
+    pub fn add(&mut self, key: impl Into<String>, provider: Provider) -> Result<&mut Self, RegistryError> {
         let key = key.into();
-        check_key(&key)?;
-        Ok(self.providers.insert(key, Provider::Server(Arc::new(provider))))
-    }
-
-    /// Puts a client-side provider under `key`, replacing whatever was there (a built-in too); returns it.
-    pub fn replace_client_side(
-        &mut self,
-        key: impl Into<String>,
-        provider: impl ClientSideProvider,
-    ) -> Result<Option<Provider>, RegistryError> {
-        let key = key.into();
-        check_key(&key)?;
-        Ok(self.providers.insert(key, Provider::Client(Arc::new(provider))))
-    }
-
-    fn add(&mut self, key: String, provider: Provider) -> Result<&mut Self, RegistryError> {
         check_key(&key)?;
         if self.providers.contains_key(&key) {
             return Err(RegistryError::KeyTaken { key });
         }
         self.providers.insert(key, provider);
         Ok(self)
+    }
+
+    /// Puts a provider under `key`, replacing whatever was there (a built-in too); returns the one replaced.
+    pub fn replace(&mut self, key: impl Into<String>, provider: Provider) -> Result<Option<Provider>, RegistryError> {
+        let key = key.into();
+        check_key(&key)?;
+        Ok(self.providers.insert(key, provider))
     }
 
     /// The registered keys, sorted.
@@ -211,7 +221,7 @@ impl Registry {
     }
 
     /// Every problem with `cluster`: the checks that hold for all clusters, an `authProvider` with no provider,
-    /// and the provider's own checks. Run it at startup, for every located cluster.
+    /// and the provider's own checks. Run before any provider sees the cluster.
     pub fn validate(&self, cluster: &ClusterDetails) -> Result<(), AuthError> {
         let mut issues = cluster.validate();
         if cluster.auth_provider().is_some_and(|p| !p.trim().is_empty()) {
@@ -239,13 +249,29 @@ impl Registry {
     pub async fn credential(&self, cluster: &ClusterDetails, auth: &RequestAuth) -> Result<Credential, AuthError> {
         let (key, provider) = self.provider_for(cluster)?;
         let span = tracing::debug_span!("credential", cluster = %cluster.name, provider = %key);
-        let _entered = span.enter();
-        provider.credential(key, cluster, auth).await
+        provider.credential(key, cluster, auth).instrument(span).await
     }
 
     /// The auth metadata the provider allows the clusters list to show.
     pub fn present_auth_metadata(&self, cluster: &ClusterDetails) -> BTreeMap<String, String> {
         self.provider_for(cluster).map(|(_, p)| p.present_auth_metadata(cluster)).unwrap_or_default()
+    }
+
+    /// The login that gives `cluster` its user token on a workstation, when its provider is a client-side one
+    /// that names one (`oidc.okta` for an oidc cluster of `oidcTokenProvider: okta`).
+    pub fn user_login(&self, cluster: &ClusterDetails) -> Option<LoginName> {
+        match self.provider_for(cluster).ok()?.1 {
+            Provider::Client(p) => p.user_login(cluster),
+            Provider::Server(_) => None,
+        }
+    }
+
+    /// The defaults of the identity provider behind `login`, from the client-side provider it belongs to.
+    pub fn login_preset(&self, login: &LoginName) -> Option<LoginPreset> {
+        self.providers.values().find_map(|p| match p {
+            Provider::Client(p) => p.login_preset(login),
+            Provider::Server(_) => None,
+        })
     }
 }
 
@@ -268,15 +294,13 @@ fn check_key(key: &str) -> Result<(), RegistryError> {
 
 #[cfg(test)]
 mod tests {
-    use kubeauth_core::CredentialFuture;
-
     use super::*;
 
-    struct Fixed(Credential);
-    impl ServerSideProvider for Fixed {
-        fn credential<'a>(&'a self, _: &'a ClusterDetails) -> CredentialFuture<'a> {
-            Box::pin(async move { Ok(self.0.clone()) })
-        }
+    fn fixed(credential: Credential) -> Provider {
+        Provider::server_fn(move |_| {
+            let credential = credential.clone();
+            async move { Ok(credential) }
+        })
     }
 
     fn cluster(provider: &str) -> ClusterDetails {
@@ -301,22 +325,16 @@ mod tests {
     #[test]
     fn custom_providers_go_beside_the_defaults_and_replace_only_when_asked() {
         let mut r = Registry::with_defaults();
-        r.add_server_side("vault", Fixed(Credential::bearer("v"))).unwrap();
+        r.add("vault", fixed(Credential::bearer("v"))).unwrap();
         assert_eq!(r.keys().count(), 9);
         assert_eq!(
-            r.add_server_side("serviceAccount", Fixed(Credential::bearer("x"))).unwrap_err(),
+            r.add("serviceAccount", fixed(Credential::bearer("x"))).unwrap_err(),
             RegistryError::KeyTaken { key: "serviceAccount".into() }
         );
-        assert!(r.replace_server_side("serviceAccount", Fixed(Credential::bearer("x"))).unwrap().is_some());
-        assert!(matches!(
-            r.add_server_side("my-vault", Fixed(Credential::Anonymous)),
-            Err(RegistryError::InvalidKey { .. })
-        ));
-        assert!(matches!(r.add_server_side("", Fixed(Credential::Anonymous)), Err(RegistryError::InvalidKey { .. })));
-        assert!(matches!(
-            r.add_server_side("a b", Fixed(Credential::Anonymous)),
-            Err(RegistryError::InvalidKey { .. })
-        ));
+        assert!(r.replace("serviceAccount", fixed(Credential::bearer("x"))).unwrap().is_some());
+        for bad in ["my-vault", "", "a b"] {
+            assert!(matches!(r.add(bad, fixed(Credential::Anonymous)), Err(RegistryError::InvalidKey { .. })), "{bad}");
+        }
     }
 
     #[test]
@@ -335,14 +353,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn anonymous_is_only_for_local_kubectl_proxy() {
+    async fn anonymous_is_only_for_providers_that_allow_it() {
         let mut r = Registry::with_defaults();
-        r.add_server_side("nothing", Fixed(Credential::Anonymous)).unwrap();
+        r.add("nothing", fixed(Credential::Anonymous)).unwrap();
         let err = r.credential(&cluster("nothing"), &RequestAuth::none()).await.unwrap_err();
         assert!(matches!(err, AuthError::NoCredential { .. }), "{err}");
         assert!(err.to_string().contains("cluster 'c1'"));
         let ok = r.credential(&cluster("localKubectlProxy"), &RequestAuth::none()).await.unwrap();
         assert!(matches!(ok, Credential::Anonymous));
+        // The capability, not the key: the same provider under another key keeps it.
+        r.add("proxied", Provider::server(kubeauth_local_kubectl_proxy::LocalKubectlProxyProvider)).unwrap();
+        assert!(matches!(r.credential(&cluster("proxied"), &RequestAuth::none()).await, Ok(Credential::Anonymous)));
+    }
+
+    #[tokio::test]
+    async fn the_registry_names_the_cluster_and_provider_in_errors() {
+        let mut r = Registry::with_defaults();
+        r.add("vault", Provider::server_fn(|_| async { Err(AuthError::failed("sealed")) })).unwrap();
+        let err = r.credential(&cluster("vault"), &RequestAuth::none()).await.unwrap_err();
+        assert_eq!(kubeauth_core::report(&err), "cluster 'c1': the vault provider failed to get a credential: sealed");
+    }
+
+    #[test]
+    fn client_side_providers_say_which_login_their_clusters_need() {
+        let r = Registry::with_defaults();
+        let mut oidc = cluster("oidc");
+        oidc.auth_metadata.insert(kubeauth_core::metadata::OIDC_TOKEN_PROVIDER.into(), "okta".into());
+        assert_eq!(r.user_login(&oidc).map(|l| l.to_string()).as_deref(), Some("oidc.okta"));
+        assert_eq!(r.user_login(&cluster("google")).map(|l| l.to_string()).as_deref(), Some("google"));
+        assert_eq!(r.user_login(&cluster("serviceAccount")), None);
+        let google = r.login_preset(&"google".parse().unwrap()).unwrap();
+        assert_eq!(google.issuer.as_deref(), Some("https://accounts.google.com"));
+        assert!(r.login_preset(&"oidc.okta".parse().unwrap()).unwrap().issuer.is_none());
+        assert!(r.login_preset(&"nobody".parse().unwrap()).is_none());
     }
 
     #[tokio::test]

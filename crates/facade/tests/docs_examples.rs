@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kubeauth::{AppConfig, Registry, ResolveContext};
+use kubeauth::{AppConfig, Kubeauth, ResolveContext};
 use kubeauth_testkit::pki::TestCa;
 
 /// Providers that docs mention but that this build does not have yet.
@@ -78,8 +78,7 @@ async fn every_docs_config_example_is_valid() {
             continue;
         }
         let ctx = ResolveContext::new(env.clone());
-        let registry = Registry::from_config(&config, &ctx).unwrap_or_else(|e| panic!("{page}: {e}"));
-        let locator = kubeauth::locator(&config, &ctx, &registry).unwrap_or_else(|e| panic!("{page}: {e}"));
+        let kubeauth = Kubeauth::from_config(&config, &ctx).unwrap_or_else(|e| panic!("{page}: {e}"));
         // The gke and catalog methods would ask Google's API or a Backstage catalog: their settings are checked
         // above, their clusters are not listed.
         if example.yaml.contains("type: gke") || example.yaml.contains("type: catalog") {
@@ -87,22 +86,21 @@ async fn every_docs_config_example_is_valid() {
         }
         // Every identity provider under kubeauth.login has complete settings (a CA file that exists and parses).
         #[cfg(feature = "login")]
-        for name in kubeauth::login::configured_logins(&config) {
-            let settings = kubeauth::login::login_settings(&config, &ctx, &name)
-                .unwrap_or_else(|e| panic!("{page}: {}", kubeauth::report(&e)));
-            let store = kubeauth::login::SessionStore::new(dir.path().join("sessions"));
-            kubeauth::login::Login::new(settings, store).unwrap_or_else(|e| panic!("{page}: {e}"));
+        let logins =
+            kubeauth.logins().clone().with_store(kubeauth::login::SessionStore::in_dir(dir.path().join("sessions")));
+        #[cfg(feature = "login")]
+        for name in logins.configured() {
+            logins.open(&name).unwrap_or_else(|e| panic!("{page}: {}", kubeauth::report(&e)));
         }
-        let clusters = locator.clusters().await.unwrap_or_else(|e| panic!("{page}: {e}"));
+        let clusters = kubeauth.clusters().await.unwrap_or_else(|e| panic!("{page}: {e}"));
         for cluster in clusters.iter().filter(|c| !NOT_BUILT.contains(&c.auth_provider().unwrap_or_default())) {
-            registry.validate(cluster).unwrap_or_else(|e| panic!("{page}: {e}"));
-            // A client-side cluster's identity provider is configured in the same example.
+            kubeauth.registry().validate(cluster).unwrap_or_else(|e| panic!("{page}: {e}"));
+            // A client-side cluster's login is configured in the same example.
             #[cfg(feature = "login")]
-            if let Some(name) = kubeauth::login::login_name(cluster)
+            if let Some(name) = logins.login_for(cluster)
                 && example.yaml.contains("login:")
             {
-                kubeauth::login::login_settings(&config, &ctx, &name)
-                    .unwrap_or_else(|e| panic!("{page}: cluster {}: {e}", cluster.name));
+                logins.settings(&name).unwrap_or_else(|e| panic!("{page}: cluster {}: {e}", cluster.name));
             }
         }
     }

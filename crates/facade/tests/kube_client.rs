@@ -45,7 +45,10 @@ async fn a_configured_service_account_token_lists_namespaces() {
     let ctx = ResolveContext::new(|n| (n == "SA_TOKEN").then(|| "sa-token-1".to_owned()));
     let clusters = CombinedLocator::from_config(&config, &ctx).unwrap().clusters().await.unwrap();
 
-    let client = Registry::with_defaults().kube_client(&clusters[0], &RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(Registry::with_defaults())
+        .kube_client(&clusters[0], &RequestAuth::none())
+        .await
+        .unwrap();
     assert_eq!(names(client).await.unwrap(), ["default", "kube-system"]);
     assert_eq!(server.seen(), [bearer("sa-token-1")]);
 }
@@ -55,7 +58,8 @@ async fn a_bad_token_gets_the_servers_401_status() {
     let server = FakeApiServer::start(None).await;
     let mut c = cluster(&server, "serviceAccount");
     c.service_account_token = Some("wrong".into());
-    let client = Registry::with_defaults().kube_client(&c, &RequestAuth::none()).await.unwrap();
+    let client =
+        kubeauth::Connector::new(Registry::with_defaults()).kube_client(&c, &RequestAuth::none()).await.unwrap();
     match names(client).await.unwrap_err() {
         kube::Error::Api(status) => {
             assert_eq!(status.code, 401);
@@ -85,7 +89,7 @@ impl ServerSideProvider for Counting {
 fn counting(lifetime: Duration) -> (Registry, Arc<AtomicUsize>) {
     let fetches = Arc::new(AtomicUsize::new(0));
     let mut registry = Registry::with_defaults();
-    registry.add_server_side("counting", Counting { fetches: fetches.clone(), lifetime }).unwrap();
+    registry.add("counting", kubeauth::Provider::server(Counting { fetches: fetches.clone(), lifetime })).unwrap();
     (registry, fetches)
 }
 
@@ -94,7 +98,10 @@ async fn a_401_refreshes_the_credential_and_retries_once() {
     let server = FakeApiServer::start(None).await;
     server.accept_token("tok-2");
     let (registry, fetches) = counting(Duration::from_secs(3600));
-    let client = registry.kube_client(&cluster(&server, "counting"), &RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(registry.clone())
+        .kube_client(&cluster(&server, "counting"), &RequestAuth::none())
+        .await
+        .unwrap();
     assert_eq!(names(client.clone()).await.unwrap().len(), 2);
     assert_eq!(server.seen(), [bearer("tok-1"), bearer("tok-2")]);
     // The refreshed token is kept: the next request needs no fetch.
@@ -107,7 +114,10 @@ async fn a_valid_credential_is_reused_across_requests() {
     let server = FakeApiServer::start(None).await;
     server.accept_token("tok-1");
     let (registry, fetches) = counting(Duration::from_secs(3600));
-    let client = registry.kube_client(&cluster(&server, "counting"), &RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(registry.clone())
+        .kube_client(&cluster(&server, "counting"), &RequestAuth::none())
+        .await
+        .unwrap();
     for _ in 0..3 {
         names(client.clone()).await.unwrap();
     }
@@ -122,7 +132,10 @@ async fn a_credential_inside_the_refresh_margin_is_replaced_before_it_is_sent() 
     }
     // Each token is valid for 30 s, inside the layer's 60 s margin: every request gets a new one.
     let (registry, fetches) = counting(Duration::from_secs(30));
-    let client = registry.kube_client(&cluster(&server, "counting"), &RequestAuth::none()).await.unwrap();
+    let client = kubeauth::Connector::new(registry.clone())
+        .kube_client(&cluster(&server, "counting"), &RequestAuth::none())
+        .await
+        .unwrap();
     names(client.clone()).await.unwrap();
     names(client).await.unwrap();
     assert_eq!(server.seen(), [bearer("tok-2"), bearer("tok-3")]);
@@ -136,7 +149,8 @@ async fn the_wrong_ca_fails_with_a_tls_error() {
     let mut c = cluster(&server, "serviceAccount");
     c.service_account_token = Some("t".into());
     c.ca_data = Some(TestCa::new("some-other-ca").ca_data());
-    let client = Registry::with_defaults().kube_client(&c, &RequestAuth::none()).await.unwrap();
+    let client =
+        kubeauth::Connector::new(Registry::with_defaults()).kube_client(&c, &RequestAuth::none()).await.unwrap();
     let err = names(client).await.unwrap_err();
     let shown = kubeauth::report(&err);
     assert!(shown.contains("certificate") && shown.contains("UnknownIssuer"), "{shown}");
@@ -151,7 +165,8 @@ async fn skip_tls_verify_connects_without_the_ca() {
     c.service_account_token = Some("t".into());
     c.ca_data = None;
     c.skip_tls_verify = true;
-    let client = Registry::with_defaults().kube_client(&c, &RequestAuth::none()).await.unwrap();
+    let client =
+        kubeauth::Connector::new(Registry::with_defaults()).kube_client(&c, &RequestAuth::none()).await.unwrap();
     assert_eq!(names(client).await.unwrap().len(), 2);
 }
 
@@ -169,8 +184,16 @@ async fn an_x509_client_certificate_is_presented_in_the_handshake() {
     let server = FakeApiServer::start(Some(&client_ca)).await;
     let cert = client_ca.client_cert("alice", &["devs"]);
     let mut registry = Registry::with_defaults();
-    registry.add_server_side("x509", ClientCert(Credential::client_certificate(cert.cert_pem, cert.key_pem))).unwrap();
-    let client = registry.kube_client(&cluster(&server, "x509"), &RequestAuth::none()).await.unwrap();
+    registry
+        .add(
+            "x509",
+            kubeauth::Provider::server(ClientCert(Credential::client_certificate(cert.cert_pem, cert.key_pem))),
+        )
+        .unwrap();
+    let client = kubeauth::Connector::new(registry.clone())
+        .kube_client(&cluster(&server, "x509"), &RequestAuth::none())
+        .await
+        .unwrap();
     assert_eq!(names(client).await.unwrap().len(), 2);
     assert_eq!(server.seen(), [Seen { authorization: None, client_certificate: true }]);
 }
@@ -183,14 +206,14 @@ async fn client_side_providers_need_the_users_token() {
     c.auth_metadata.insert(kubeauth::metadata::OIDC_TOKEN_PROVIDER.into(), "okta".into());
     let registry = Registry::with_defaults();
 
-    let Err(err) = registry.kube_client(&c, &RequestAuth::none()).await else {
+    let Err(err) = kubeauth::Connector::new(registry.clone()).kube_client(&c, &RequestAuth::none()).await else {
         panic!("a client without the user's token")
     };
     assert!(err.to_string().contains("cluster 'fake'") && err.to_string().contains("auth.oidc.okta"), "{err}");
 
     let mut auth = RequestAuth::none();
     auth.insert_nested_token("oidc", "okta", "user-id-token");
-    let client = registry.kube_client(&c, &auth).await.unwrap();
+    let client = kubeauth::Connector::new(registry.clone()).kube_client(&c, &auth).await.unwrap();
     names(client).await.unwrap();
     assert_eq!(server.seen(), [bearer("user-id-token")]);
 }
@@ -198,7 +221,9 @@ async fn client_side_providers_need_the_users_token() {
 #[tokio::test]
 async fn a_cluster_with_an_unknown_provider_gets_no_client() {
     let server = FakeApiServer::start(None).await;
-    let Err(err) = Registry::with_defaults().kube_client(&cluster(&server, "kerberos"), &RequestAuth::none()).await
+    let Err(err) = kubeauth::Connector::new(Registry::with_defaults())
+        .kube_client(&cluster(&server, "kerberos"), &RequestAuth::none())
+        .await
     else {
         panic!("a client for an unknown provider")
     };

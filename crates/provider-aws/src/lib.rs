@@ -25,6 +25,7 @@ use kubeauth_core::{
     ClusterDetails, Credential, CredentialFuture, Error, KeyedCredentialCache, ServerSideProvider, ValidationIssue,
     metadata,
 };
+use tracing::Instrument as _;
 
 pub use region::sts_host;
 pub use token::{PRESIGN_EXPIRES, TOKEN_LIFETIME, TOKEN_PREFIX, eks_token};
@@ -178,9 +179,8 @@ impl ServerSideProvider for AwsProvider {
                 cluster.auth_metadata.get(metadata::X_K8S_AWS_ID).cloned().unwrap_or_else(|| cluster.name.clone());
             let role = cluster.auth_metadata.get(metadata::AWS_ASSUME_ROLE).cloned();
             let span = tracing::debug_span!("aws", cluster = %cluster.name, %region, cluster_id = %cluster_id);
-            let _entered = span.enter();
             let cache = self.tokens.cache((cluster_id.clone(), region.clone(), role));
-            let cached = cache.get(|| self.fresh_token(cluster, &region, &cluster_id)).await?;
+            let cached = cache.get(|| self.fresh_token(cluster, &region, &cluster_id)).instrument(span).await?;
             Ok(cached.credential)
         })
     }

@@ -24,7 +24,7 @@
 mod aks;
 mod certificate;
 
-pub use aks::AksProvider;
+pub use aks::{AKS_USER_SCOPE, AksProvider};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +35,7 @@ use kubeauth_core::{
     ClusterDetails, Credential, CredentialFuture, Error, KeyedCredentialCache, ServerSideProvider, ValidationIssue,
     metadata,
 };
+use tracing::Instrument as _;
 
 /// The provider key, as written in `authProvider`.
 pub const KEY: &str = "azure";
@@ -404,9 +405,8 @@ impl ServerSideProvider for AzureProvider {
             let source = self.source(cluster)?;
             let managed_id = managed_identity(cluster);
             let span = tracing::debug_span!("azure", cluster = %cluster.name, source = source.name(), %scope);
-            let _entered = span.enter();
             let cache = self.tokens.cache((source, managed_id.map(|(k, id)| format!("{k}={id}")), scope.to_owned()));
-            Ok(cache.get(|| self.fetch(cluster, source, managed_id, scope)).await?.credential)
+            Ok(cache.get(|| self.fetch(cluster, source, managed_id, scope)).instrument(span).await?.credential)
         })
     }
 

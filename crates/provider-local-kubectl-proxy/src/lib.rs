@@ -1,7 +1,8 @@
 //! The `localKubectlProxy` provider: no credential at all.
 //!
 //! For a cluster reached through `kubectl proxy`, which adds the credentials of the user's kubeconfig itself.
-//! This is the only provider whose anonymous credential the registry accepts.
+//! It is the only built-in provider that allows anonymous access (see
+//! [`ServerSideProvider::allows_anonymous`]).
 
 use kubeauth_core::{ClusterDetails, Credential, CredentialFuture, ServerSideProvider, ValidationIssue};
 
@@ -25,6 +26,11 @@ impl ServerSideProvider for LocalKubectlProxyProvider {
         } else {
             vec![]
         }
+    }
+
+    /// `kubectl proxy` adds the user's own credentials: requests to it carry none.
+    fn allows_anonymous(&self) -> bool {
+        true
     }
 }
 

@@ -10,7 +10,8 @@ pub mod login;
 use std::collections::BTreeMap;
 
 use kubeauth_core::{
-    ClientSideProvider, ClusterDetails, CredentialFuture, Error, RequestAuth, ValidationIssue, metadata,
+    ClientSideProvider, ClusterDetails, CredentialFuture, Error, LoginName, LoginPreset, RequestAuth, ValidationIssue,
+    metadata,
 };
 
 /// The `oidc` provider.
@@ -20,17 +21,24 @@ pub struct OidcProvider;
 impl OidcProvider {
     /// The provider key, as written in `authProvider`.
     pub const KEY: &'static str = "oidc";
+
+    /// The login of the clusters of one OIDC provider: `oidc.<oidcTokenProvider>` (the token goes to
+    /// `auth.oidc.<oidcTokenProvider>`).
+    pub fn login(token_provider: &str) -> LoginName {
+        LoginName::with_sub(Self::KEY, token_provider)
+    }
 }
 
 impl ClientSideProvider for OidcProvider {
     fn credential<'a>(&'a self, cluster: &'a ClusterDetails, auth: &'a RequestAuth) -> CredentialFuture<'a> {
         Box::pin(async move {
-            let provider = cluster.oidc_token_provider().ok_or_else(|| Error::Config {
-                cluster: cluster.name.clone(),
-                key: "oidcTokenProvider".into(),
-                message: "missing: the oidc provider needs to know which OIDC provider's ID token to send".into(),
+            let provider = cluster.oidc_token_provider().ok_or_else(|| {
+                Error::config(
+                    "oidcTokenProvider",
+                    "missing: the oidc provider needs to know which OIDC provider's ID token to send",
+                )
             })?;
-            auth.user_credential(cluster, Self::KEY, Some(provider))
+            auth.user_credential(cluster, &Self::login(provider))
         })
     }
 
@@ -49,6 +57,15 @@ impl ClientSideProvider for OidcProvider {
             .oidc_token_provider()
             .map(|p| BTreeMap::from([(metadata::OIDC_TOKEN_PROVIDER.to_owned(), p.to_owned())]))
             .unwrap_or_default()
+    }
+
+    fn user_login(&self, cluster: &ClusterDetails) -> Option<LoginName> {
+        cluster.oidc_token_provider().filter(|p| !p.trim().is_empty()).map(Self::login)
+    }
+
+    /// A generic OpenID Connect issuer (given by the login's entry), the ID token sent.
+    fn login_preset(&self, login: &LoginName) -> Option<LoginPreset> {
+        (login.key() == Self::KEY && login.sub().is_some()).then(LoginPreset::openid_connect)
     }
 }
 

@@ -46,6 +46,36 @@ pub enum ServerError {
         /// The limit.
         seconds: u64,
     },
+    /// A setting of the server is wrong (at startup).
+    #[error("{}{key}: {message}", origin.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Setting {
+        /// The config file, if the setting came from one.
+        origin: Option<std::path::PathBuf>,
+        /// The key's full path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The listener failed.
+    #[error("the server failed: {0}")]
+    Listen(String),
+}
+
+impl ServerError {
+    pub(crate) fn setting(origin: Option<&std::path::Path>, key: &str, message: String) -> Self {
+        Self::Setting { origin: origin.map(ToOwned::to_owned), key: key.to_owned(), message }
+    }
+
+    /// Whether the error is a wrong setting or config (rather than a failure at run time).
+    pub fn is_config(&self) -> bool {
+        match self {
+            Self::Setting { .. } | Self::Locator(_) => true,
+            Self::Facade(kubeauth::Error::Locator(kubeauth::LocatorError::Locator { .. })) => false,
+            Self::Facade(kubeauth::Error::Locator(_) | kubeauth::Error::Registry(_)) => true,
+            Self::Facade(kubeauth::Error::Auth(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 impl ServerError {
@@ -60,12 +90,13 @@ impl ServerError {
             Self::NoCatalog => StatusCode::NOT_IMPLEMENTED,
             Self::Catalog(kubeauth::locator::catalog::CatalogError::NotFound(_)) => StatusCode::NOT_FOUND,
             Self::Catalog(_) => StatusCode::BAD_GATEWAY,
-            Self::Locator(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Locator(_) | Self::Facade(kubeauth::Error::Locator(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Facade(kubeauth::Error::Auth(Auth::MissingUserToken { .. })) => StatusCode::UNAUTHORIZED,
             Self::Facade(kubeauth::Error::Auth(
                 Auth::InvalidCluster { .. } | Auth::Config { .. } | Auth::UnknownAuthProvider { .. },
             )) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Facade(_) | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Setting { .. } | Self::Listen(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

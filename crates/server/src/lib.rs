@@ -30,7 +30,7 @@ pub use api_auth::ApiTokens;
 pub use error::ServerError;
 pub use headers::request_auth_from_headers;
 pub use objects::ServiceLocator;
-pub use state::KubeauthServer;
+pub use state::{KubeauthServer, MIN_API_TOKEN_LENGTH};
 
 /// The listen address of `kubeauth serve` when none is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7007";

@@ -228,7 +228,7 @@ async fn entity_objects(
         }
     };
     let namespace = annotation("backstage.io/kubernetes-namespace").map(str::to_owned);
-    let mut clusters = server.locator().clusters().await?;
+    let mut clusters = server.clusters().await?;
     if server.service_locator() == ServiceLocator::SingleTenant {
         let wanted = annotation("backstage.io/kubernetes-cluster");
         clusters.retain(|c| Some(c.name.as_str()) == wanted);

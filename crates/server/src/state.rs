@@ -1,45 +1,74 @@
-use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use kubeauth::{ClusterDetails, CombinedLocator, ProviderSide, Registry, RequestAuth};
+use kubeauth::{AppConfig, ClusterDetails, Kubeauth, RequestAuth, ResolveContext};
 use serde::Serialize;
-use tokio::sync::Mutex;
 
 use crate::ServerError;
 
-/// The server: a registry of providers, the locators, and a `kube::Client` per server-side cluster.
+/// The shortest API token `kubeauth.server.auth.bearerTokens` takes.
+pub const MIN_API_TOKEN_LENGTH: usize = 16;
+
+/// The server: the toolkit (providers, locators, connections), and the API's own settings.
 pub struct KubeauthServer {
-    registry: Registry,
-    locator: CombinedLocator,
+    kubeauth: Kubeauth,
     service_locator: crate::ServiceLocator,
     api_tokens: crate::ApiTokens,
     catalog: Option<kubeauth::locator::catalog::CatalogClient>,
-    clients: Mutex<HashMap<String, kube::Client>>,
-    http_clients: Mutex<HashMap<String, kubeauth::ClusterHttpClient>>,
 }
 
 impl std::fmt::Debug for KubeauthServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeauthServer").field("locator", &self.locator).finish_non_exhaustive()
+        f.debug_struct("KubeauthServer")
+            .field("kubeauth", &self.kubeauth)
+            .field("service_locator", &self.service_locator)
+            .field("api_tokens", &self.api_tokens)
+            .finish_non_exhaustive()
     }
 }
 
 impl KubeauthServer {
-    /// A server over the clusters `locator` finds, authenticated by `registry`'s providers.
-    pub fn new(registry: Registry, locator: CombinedLocator) -> Self {
+    /// A server over `kubeauth`'s clusters: every entity in every cluster (`multiTenant`), the API open (see
+    /// [`serve`](Self::serve) for where that is allowed), no catalog.
+    pub fn new(kubeauth: Kubeauth) -> Self {
         Self {
-            registry,
-            locator,
+            kubeauth,
             service_locator: crate::ServiceLocator::default(),
             api_tokens: crate::ApiTokens::default(),
             catalog: None,
-            clients: Mutex::new(HashMap::new()),
-            http_clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The server a config describes, as `kubeauth serve` runs it: the toolkit of
+    /// [`Kubeauth::from_config`], then [`configure`](Self::configure).
+    pub fn from_config(config: &AppConfig, env: &ResolveContext) -> Result<Self, ServerError> {
+        Self::configure(Kubeauth::from_config(config, env)?, config, env)
+    }
+
+    /// A server over a toolkit of your own (with custom providers), with the settings of `config`:
+    /// `kubernetes.serviceLocatorMethod`, `kubeauth.server.auth.bearerTokens` (each at least
+    /// [`MIN_API_TOKEN_LENGTH`] characters) and `kubeauth.catalog`. Every error names its key.
+    pub fn configure(kubeauth: Kubeauth, config: &AppConfig, env: &ResolveContext) -> Result<Self, ServerError> {
+        let mut server = Self::new(kubeauth);
+        if let Some(method) = &config.kubernetes.service_locator_method {
+            server.service_locator = crate::ServiceLocator::from_type(&method.kind).ok_or_else(|| {
+                ServerError::setting(
+                    config.origin.as_deref(),
+                    "kubernetes.serviceLocatorMethod.type",
+                    format!("`{}` is not multiTenant or singleTenant", method.kind),
+                )
+            })?;
+        }
+        server.api_tokens = api_tokens(config, env)?;
+        // Entity references of the workloads and custom-resource queries are resolved in this catalog.
+        if config.kubeauth.catalog.is_some() {
+            server.catalog = Some(kubeauth::locator::catalog::client_from_config(config, env)?);
+        }
+        Ok(server)
     }
 
     /// Which clusters an entity's objects are looked for in (`kubernetes.serviceLocatorMethod`).
@@ -49,7 +78,7 @@ impl KubeauthServer {
     }
 
     /// Callers of the API must present one of these tokens (`Authorization: Bearer …`); `/healthz` and
-    /// `/readyz` stay open. No tokens: the API is open (for a loopback listener).
+    /// `/readyz` stay open. No tokens: the API is open (only on a loopback listener, see [`serve`](Self::serve)).
     pub fn with_api_tokens(mut self, tokens: crate::ApiTokens) -> Self {
         self.api_tokens = tokens;
         self
@@ -62,16 +91,17 @@ impl KubeauthServer {
         self
     }
 
+    /// The toolkit.
+    pub fn kubeauth(&self) -> &Kubeauth {
+        &self.kubeauth
+    }
+
     pub(crate) fn catalog(&self) -> Option<&kubeauth::locator::catalog::CatalogClient> {
         self.catalog.as_ref()
     }
 
     pub(crate) fn api_tokens(&self) -> &crate::ApiTokens {
         &self.api_tokens
-    }
-
-    pub(crate) fn locator(&self) -> &CombinedLocator {
-        &self.locator
     }
 
     pub(crate) fn service_locator(&self) -> crate::ServiceLocator {
@@ -81,15 +111,58 @@ impl KubeauthServer {
     /// Locates the clusters and validates each against the registry: what `kubeauth serve` runs before it
     /// listens, so that a wrong configuration starts nothing.
     pub async fn check(&self) -> Result<Vec<ClusterDetails>, ServerError> {
-        let clusters = self.locator.clusters().await?;
+        let clusters = self.kubeauth.clusters().await?;
         for cluster in &clusters {
-            self.registry.validate(cluster).map_err(kubeauth::Error::from)?;
+            self.kubeauth.registry().validate(cluster).map_err(kubeauth::Error::from)?;
         }
         Ok(clusters)
     }
 
+    /// Serves the API on `listener` until `shutdown` completes. An open API (no API tokens) is served only on a
+    /// loopback address: the proxy authenticates with the server's own credentials, so beyond loopback its
+    /// callers must authenticate too.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let address = listener.local_addr().map_err(|e| ServerError::Listen(e.to_string()))?;
+        self.check_listen_address(address)?;
+        use axum::serve::ListenerExt as _;
+        // Answers leave at once, without Nagle's delay.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| ServerError::Listen(e.to_string()))
+    }
+
+    /// The rule [`serve`](Self::serve) applies: an open API only on a loopback address.
+    pub fn check_listen_address(&self, address: SocketAddr) -> Result<(), ServerError> {
+        if !address.ip().is_loopback() && self.api_tokens.is_empty() {
+            return Err(ServerError::setting(
+                None,
+                "kubeauth.server.auth.bearerTokens",
+                format!(
+                    "required to listen on {address}, a non-loopback address: the proxy authenticates with the \
+                     server's own credentials, so its callers must authenticate too"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The located clusters; the connector forgets the ones no longer located.
+    pub(crate) async fn clusters(&self) -> Result<Vec<ClusterDetails>, ServerError> {
+        Ok(self.kubeauth.clusters().await?)
+    }
+
     pub(crate) async fn cluster(&self, name: Option<&str>) -> Result<ClusterDetails, ServerError> {
-        let clusters = self.locator.clusters().await?;
+        let clusters = self.clusters().await?;
         match name {
             Some(name) => clusters
                 .into_iter()
@@ -100,46 +173,51 @@ impl KubeauthServer {
         }
     }
 
-    /// A client for `cluster`: kept per cluster for server-side providers; built per request for client-side
-    /// ones, which carry the user's tokens.
+    /// A kube client for `cluster`, over the connector's connections of the cluster.
     pub(crate) async fn client(
         &self,
         cluster: &ClusterDetails,
         auth: &RequestAuth,
     ) -> Result<kube::Client, ServerError> {
-        let (_, provider) = self.registry.provider_for(cluster).map_err(kubeauth::Error::from)?;
-        if provider.side() == ProviderSide::Client {
-            return Ok(self.registry.kube_client(cluster, auth).await?);
-        }
-        let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(&cluster.name) {
-            return Ok(client.clone());
-        }
-        let client = self.registry.kube_client(cluster, &RequestAuth::none()).await?;
-        clients.insert(cluster.name.clone(), client.clone());
-        Ok(client)
+        Ok(self.kubeauth.connector().kube_client(cluster, auth).await?)
     }
-}
 
-impl KubeauthServer {
-    /// The proxy's raw client for `cluster`: kept per cluster for server-side providers; built per request for
-    /// client-side ones.
+    /// The proxy's raw client for `cluster`, over the same connections.
     pub(crate) async fn http_client(
         &self,
         cluster: &ClusterDetails,
         auth: &RequestAuth,
     ) -> Result<kubeauth::ClusterHttpClient, ServerError> {
-        let (_, provider) = self.registry.provider_for(cluster).map_err(kubeauth::Error::from)?;
-        if provider.side() == ProviderSide::Client {
-            return Ok(self.registry.http_client(cluster, auth).await?);
-        }
-        if let Some(client) = self.http_clients.lock().await.get(&cluster.name) {
-            return Ok(client.clone());
-        }
-        let client = self.registry.http_client(cluster, &RequestAuth::none()).await?;
-        self.http_clients.lock().await.entry(cluster.name.clone()).or_insert(client.clone());
-        Ok(client)
+        Ok(self.kubeauth.connector().http_client(cluster, auth).await?)
     }
+}
+
+/// The tokens of `kubeauth.server.auth.bearerTokens`; an empty list or a short token is an error naming it.
+fn api_tokens(config: &AppConfig, env: &ResolveContext) -> Result<crate::ApiTokens, ServerError> {
+    let Some(auth) = &config.kubeauth.server.auth else { return Ok(crate::ApiTokens::default()) };
+    let ctx = config.resolve_context(env);
+    let origin = config.origin.as_deref();
+    let mut tokens = Vec::new();
+    for (i, value) in auth.bearer_tokens.iter().enumerate() {
+        let key = format!("kubeauth.server.auth.bearerTokens[{i}]");
+        let token = value.resolve(&ctx).map_err(|m| ServerError::setting(origin, &key, m))?;
+        if token.trim().chars().count() < MIN_API_TOKEN_LENGTH {
+            return Err(ServerError::setting(
+                origin,
+                &key,
+                format!("too short (at least {MIN_API_TOKEN_LENGTH} characters)"),
+            ));
+        }
+        tokens.push(token.into());
+    }
+    if tokens.is_empty() {
+        return Err(ServerError::setting(
+            origin,
+            "kubeauth.server.auth.bearerTokens",
+            "empty; give at least one token".into(),
+        ));
+    }
+    Ok(crate::ApiTokens::new(tokens))
 }
 
 /// One entry of `GET /api/kubernetes/clusters`, in Backstage's shape.
@@ -160,12 +238,11 @@ struct ClusterItem {
 
 pub(crate) async fn clusters(State(server): State<Arc<KubeauthServer>>) -> Result<impl IntoResponse, ServerError> {
     let items: Vec<ClusterItem> = server
-        .locator
         .clusters()
         .await?
         .into_iter()
         .map(|c| ClusterItem {
-            auth: server.registry.present_auth_metadata(&c),
+            auth: server.kubeauth.registry().present_auth_metadata(&c),
             auth_provider: c.auth_provider().unwrap_or_default().to_owned(),
             oidc_token_provider: c.oidc_token_provider().map(str::to_owned),
             name: c.name,
@@ -177,7 +254,7 @@ pub(crate) async fn clusters(State(server): State<Arc<KubeauthServer>>) -> Resul
 }
 
 pub(crate) async fn readyz(State(server): State<Arc<KubeauthServer>>) -> impl IntoResponse {
-    match server.locator.clusters().await {
+    match server.clusters().await {
         Ok(clusters) => (StatusCode::OK, format!("ok: {} clusters\n", clusters.len())),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", kubeauth::report(&e))),
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use kube::api::{Api, ObjectMeta, PostParams};
-use kubeauth::{ClusterDetails, Registry, RequestAuth};
+use kubeauth::{ClusterDetails, Connector, Registry, RequestAuth};
 
 use crate::pki::TestCa;
 use crate::{EnvtestBinaries, Supervised, TokenReviewWebhook, free_port};
@@ -276,7 +276,10 @@ impl TestCluster {
     pub async fn admin_client(&self) -> kube::Client {
         let mut cluster = self.cluster_details("envtest-admin", "serviceAccount");
         cluster.service_account_token = Some(self.admin_token.clone().into());
-        Registry::with_defaults().kube_client(&cluster, &RequestAuth::none()).await.expect("an admin client")
+        Connector::new(Registry::with_defaults())
+            .kube_client(&cluster, &RequestAuth::none())
+            .await
+            .expect("an admin client")
     }
 
     /// Creates namespace `name` (fine if it exists).

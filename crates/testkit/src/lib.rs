@@ -13,6 +13,7 @@ mod binaries;
 pub mod catalog;
 mod cluster;
 pub mod faults;
+pub mod forward;
 pub mod google;
 pub mod http;
 pub mod oidc;

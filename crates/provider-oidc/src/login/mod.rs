@@ -9,8 +9,9 @@
 //! the login that asked for it). Sessions live in a [`SessionStore`]: one file per (provider, issuer, client,
 //! scopes), mode 0600, with a lock so that parallel kubectl calls refresh once.
 //!
-//! The same engine serves the `google` provider (Google's issuer, an access token for `cloud-platform`) and the
-//! `aks` provider (Entra ID, an access token for the AKS server application): see [`LoginSettings`].
+//! The engine knows no identity provider by name: a client-side provider gives a [`LoginPreset`] (Google's
+//! issuer and scopes, Entra ID's tenant issuer, a generic OIDC issuer, or one of your own) and the config's
+//! `kubeauth.login` entry completes it (see [`LoginSettings::from_preset`]).
 
 mod callback;
 mod session;
@@ -21,7 +22,8 @@ use std::pin::Pin;
 use std::str::FromStr as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kubeauth_core::{ExposeSecret as _, SecretString};
+pub use kubeauth_core::SendToken;
+use kubeauth_core::{ExposeSecret as _, LoginName, LoginPreset, SecretString};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
     CoreDeviceAuthorizationResponse, CoreGrantType, CoreIdToken, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
@@ -36,27 +38,16 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-pub use session::{Session, SessionLock, SessionStore};
+pub use session::{Session, SessionStore};
 
 /// A session is used without refreshing while its token stays valid this much longer.
 pub const FRESHNESS_MARGIN: Duration = Duration::from_secs(60);
-
-/// Which token of a login is sent to the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub enum SendToken {
-    /// The ID token (what kube-apiserver's `--oidc-*` flags authenticate; the `oidc` default).
-    #[default]
-    IdToken,
-    /// The access token (what GKE and AKS authenticate).
-    AccessToken,
-}
 
 /// How one identity provider is signed in to.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct LoginSettings {
-    /// The provider's name, for messages and the session file (`oidc.okta`, `google`, `aks`).
+    /// The login's name, for messages and the session file (`oidc.okta`, `google`, `aks`).
     pub name: String,
     /// The config key these settings came from, for messages (`kubeauth.login.oidc.okta`).
     pub config_key: String,
@@ -95,54 +86,33 @@ impl std::fmt::Debug for LoginSettings {
     }
 }
 
-/// Google's issuer.
-pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
-/// The scope of a Google access token that GKE accepts.
-pub const GOOGLE_CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
-/// The scope of a user's token for AKS (the AKS server application, delegated).
-pub const AKS_USER_SCOPE: &str = "6dae42f8-4368-4678-94ff-3960e28e3630/user.read";
-
 impl LoginSettings {
-    /// A generic OpenID Connect provider: the ID token is sent; `offline_access` is asked for (a refresh token).
-    pub fn oidc(name: &str, issuer: impl Into<String>, client_id: impl Into<String>) -> Self {
+    /// The settings of `login` from its identity provider's defaults, with the issuer and client id to use.
+    pub fn from_preset(
+        login: &LoginName,
+        preset: &LoginPreset,
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> Self {
         Self {
-            name: format!("oidc.{name}"),
-            config_key: format!("kubeauth.login.oidc.{name}"),
+            name: login.to_string(),
+            config_key: login.config_key(),
             issuer: issuer.into(),
             client_id: client_id.into(),
             client_secret: None,
-            scopes: vec!["offline_access".into(), "email".into()],
-            extra_params: vec![],
+            scopes: preset.scopes.clone(),
+            extra_params: preset.extra_params.clone(),
             redirect_port: 0,
-            send: SendToken::IdToken,
+            send: preset.send,
             ca_file: None,
             login_timeout: Duration::from_secs(300),
         }
     }
 
-    /// Google: the access token for `cloud-platform` is sent; `access_type=offline` asks for a refresh token.
-    pub fn google(client_id: impl Into<String>) -> Self {
-        Self {
-            name: "google".into(),
-            config_key: "kubeauth.login.google".into(),
-            issuer: GOOGLE_ISSUER.into(),
-            scopes: vec!["email".into(), GOOGLE_CLOUD_PLATFORM_SCOPE.into()],
-            extra_params: vec![("access_type".into(), "offline".into())],
-            send: SendToken::AccessToken,
-            ..Self::oidc("google", "", client_id)
-        }
-    }
-
-    /// AKS: Entra ID of the tenant; the access token for the AKS server application is sent.
-    pub fn aks(tenant_id: &str, client_id: impl Into<String>) -> Self {
-        Self {
-            name: "aks".into(),
-            config_key: "kubeauth.login.aks".into(),
-            issuer: format!("https://login.microsoftonline.com/{tenant_id}/v2.0"),
-            scopes: vec!["offline_access".into(), AKS_USER_SCOPE.into()],
-            send: SendToken::AccessToken,
-            ..Self::oidc("aks", "", client_id)
-        }
+    /// A generic OpenID Connect provider, the login `oidc.<name>`: the ID token is sent; `offline_access` (a
+    /// refresh token) and `email` are asked for.
+    pub fn oidc(name: &str, issuer: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self::from_preset(&LoginName::with_sub("oidc", name), &LoginPreset::openid_connect(), issuer, client_id)
     }
 
     /// The scopes as sent (without `openid`, which is always added), in order, without duplicates.
@@ -222,6 +192,15 @@ pub enum LoginError {
         provider: String,
         /// The limit.
         seconds: u64,
+    },
+    /// The session store cannot be used (a folder that is not the user's, a file that is a link, …).
+    #[error("{provider}: the login session store: {source}")]
+    Store {
+        /// The provider.
+        provider: String,
+        /// The failure.
+        #[source]
+        source: kubeauth_core::store::StoreError,
     },
     /// A local file or socket failed.
     #[error("{provider}: {what}: {source}")]
@@ -425,24 +404,24 @@ impl Login {
     }
 
     /// The stored session, whatever its state.
-    pub fn stored(&self) -> Option<Session> {
-        self.store.read(&self.settings)
+    pub fn stored(&self) -> Result<Option<Session>, LoginError> {
+        self.store.read(&self.settings).map_err(|e| self.store_error(e))
     }
 
     /// Forgets the stored session; whether there was one.
     pub fn logout(&self) -> Result<bool, LoginError> {
-        self.store.remove(&self.settings).map_err(|source| self.io("cannot remove the session file", source))
+        self.store.remove(&self.settings).map_err(|e| self.store_error(e))
     }
 
     /// The token to send, from a session that stays valid for more than [`FRESHNESS_MARGIN`]: the stored one
     /// (no network), else a refreshed one, else — only when `interactive` is given — a new login with that flow.
     /// Under the session's lock, so that parallel callers refresh once.
     pub async fn session(&self, interactive: Option<(Flow, PromptFn<'_>)>) -> Result<Session, LoginError> {
-        if let Some(session) = self.stored().filter(|s| s.is_fresh(FRESHNESS_MARGIN)) {
+        if let Some(session) = self.stored()?.filter(|s| s.is_fresh(FRESHNESS_MARGIN)) {
             return Ok(session);
         }
-        let _lock = self.lock().await?;
-        let stored = self.stored();
+        let _lock = self.store.lock(&self.settings).await.map_err(|e| self.store_error(e))?;
+        let stored = self.stored()?;
         if let Some(session) = stored.clone().filter(|s| s.is_fresh(FRESHNESS_MARGIN)) {
             // Another process refreshed it while this one waited for the lock.
             return Ok(session);
@@ -473,19 +452,9 @@ impl Login {
     /// A full interactive login with `flow`, stored as the session.
     pub async fn login(&self, flow: Flow, prompt: PromptFn<'_>) -> Result<Session, LoginError> {
         let session = self.login_with(flow, prompt).await?;
-        let _lock = self.lock().await?;
+        let _lock = self.store.lock(&self.settings).await.map_err(|e| self.store_error(e))?;
         self.save(&session)?;
         Ok(session)
-    }
-
-    /// Waits (off the async threads) for the lock of this provider's session.
-    async fn lock(&self) -> Result<SessionLock, LoginError> {
-        let store = self.store.clone();
-        let settings = self.settings.clone();
-        tokio::task::spawn_blocking(move || store.lock(&settings))
-            .await
-            .map_err(|e| self.io("cannot lock the session file", std::io::Error::other(e)))?
-            .map_err(|source| self.io("cannot lock the session file", source))
     }
 
     async fn login_with(&self, flow: Flow, prompt: PromptFn<'_>) -> Result<Session, LoginError> {
@@ -673,7 +642,11 @@ impl Login {
     }
 
     fn save(&self, session: &Session) -> Result<(), LoginError> {
-        self.store.write(&self.settings, session).map_err(|source| self.io("cannot write the session file", source))
+        self.store.write(&self.settings, session).map_err(|e| self.store_error(e))
+    }
+
+    fn store_error(&self, source: kubeauth_core::store::StoreError) -> LoginError {
+        LoginError::Store { provider: self.settings.name.clone(), source }
     }
 
     async fn discover(&self) -> Result<&Discovered, LoginError> {

@@ -1,11 +1,10 @@
-//! The on-disk store of login sessions: one JSON file per (provider, issuer, client, scopes), mode 0600 in a
-//! 0700 folder, and a lock file beside it so that parallel kubectl calls refresh once.
+//! Login sessions on disk: one JSON file per (login, issuer, client, scopes) in the `sessions` folder of
+//! kubeauth's [`FileStore`], with its lock so that parallel kubectl calls refresh once.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kubeauth_core::store::{FileStore, StoreError, StoreLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -72,31 +71,36 @@ impl Session {
     }
 }
 
-/// Where sessions are kept.
+/// Where sessions are kept: the `sessions` folder of kubeauth's [`FileStore`].
 #[derive(Debug, Clone)]
 pub struct SessionStore {
-    dir: PathBuf,
-}
-
-/// A held lock on one session file; released when dropped.
-#[derive(Debug)]
-pub struct SessionLock {
-    _file: File,
+    files: FileStore,
 }
 
 impl SessionStore {
-    /// A store in `dir` (created with mode 0700 on the first write).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    /// The user's sessions: `sessions/` under kubeauth's folder (`$KUBEAUTH_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/kubeauth`, else `~/.cache/kubeauth`).
+    pub fn user() -> Result<Self, StoreError> {
+        FileStore::user()?.folder("sessions").map(Self::new)
+    }
+
+    /// Sessions in `files`' folder.
+    pub fn new(files: FileStore) -> Self {
+        Self { files }
+    }
+
+    /// Sessions in the folder `dir` (for tests and tools that keep their own folder).
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self::new(FileStore::at(dir))
     }
 
     /// The folder.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.files.dir()
     }
 
-    /// The file of a provider's session: its name, and a hash of the issuer, client and scopes.
-    pub fn path(&self, settings: &LoginSettings) -> PathBuf {
+    /// The file name of a login's session: its name, and a hash of the issuer, client and scopes.
+    fn file_name(settings: &LoginSettings) -> String {
         let mut hash = Sha256::new();
         for part in [settings.name.as_str(), settings.issuer.as_str(), settings.client_id.as_str()] {
             hash.update(part.as_bytes());
@@ -114,73 +118,53 @@ impl SessionStore {
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
             .take(40)
             .collect();
-        self.dir.join(format!("{safe}-{short}.json"))
+        format!("{safe}-{short}.json")
     }
 
-    /// The stored session, if there is one and it is readable.
-    pub fn read(&self, settings: &LoginSettings) -> Option<Session> {
-        let text = std::fs::read_to_string(self.path(settings)).ok()?;
-        match serde_json::from_str::<Session>(&text) {
+    /// The file of a login's session.
+    pub fn path(&self, settings: &LoginSettings) -> PathBuf {
+        self.files.dir().join(Self::file_name(settings))
+    }
+
+    /// The stored session, if there is one for this issuer and client. An unreadable file counts as none; a
+    /// store that is not safe to use is an error.
+    pub fn read(&self, settings: &LoginSettings) -> Result<Option<Session>, StoreError> {
+        let Some(bytes) = self.files.read(&Self::file_name(settings))? else { return Ok(None) };
+        match serde_json::from_slice::<Session>(&bytes) {
             Ok(session) if session.issuer == settings.issuer && session.client_id == settings.client_id => {
-                Some(session)
+                Ok(Some(session))
             }
-            Ok(_) => None,
+            Ok(_) => Ok(None),
             Err(e) => {
                 tracing::warn!(provider = %settings.name, error = %e, "ignoring an unreadable login session file");
-                None
+                Ok(None)
             }
         }
     }
 
-    /// Stores a session: written to a temporary file (0600) and renamed over the old one.
-    pub fn write(&self, settings: &LoginSettings, session: &Session) -> std::io::Result<()> {
-        self.create_dir()?;
-        let path = self.path(settings);
-        let temp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp)?;
-        file.write_all(&serde_json::to_vec(session).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, &path)
+    /// Stores a session (see [`FileStore::write`]).
+    pub fn write(&self, settings: &LoginSettings, session: &Session) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(session).map_err(|e| StoreError::Io {
+            what: "encode",
+            path: self.path(settings),
+            source: std::io::Error::other(e),
+        })?;
+        self.files.write(&Self::file_name(settings), &bytes)
     }
 
-    /// Removes a provider's session; whether there was one.
-    pub fn remove(&self, settings: &LoginSettings) -> std::io::Result<bool> {
-        match std::fs::remove_file(self.path(settings)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
+    /// Removes a login's session; whether there was one.
+    pub fn remove(&self, settings: &LoginSettings) -> Result<bool, StoreError> {
+        self.files.remove(&Self::file_name(settings))
     }
 
     /// Removes every session in the store; how many there were.
-    pub fn remove_all(&self) -> std::io::Result<usize> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        let mut removed = 0;
-        for entry in entries {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                std::fs::remove_file(&path)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+    pub fn remove_all(&self) -> Result<usize, StoreError> {
+        self.files.remove_all(".json")
     }
 
-    /// Waits for and takes the lock of a provider's session.
-    pub fn lock(&self, settings: &LoginSettings) -> std::io::Result<SessionLock> {
-        self.create_dir()?;
-        let path = self.path(settings).with_extension("lock");
-        let file = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
-        file.lock()?;
-        Ok(SessionLock { _file: file })
-    }
-
-    fn create_dir(&self) -> std::io::Result<()> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)
+    /// Waits for and takes the lock of a login's session, without blocking the async runtime.
+    pub async fn lock(&self, settings: &LoginSettings) -> Result<StoreLock, StoreError> {
+        self.files.lock(&Self::file_name(settings)).await
     }
 }
 
@@ -207,11 +191,11 @@ mod tests {
     #[test]
     fn sessions_are_stored_privately_per_issuer_client_and_scopes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SessionStore::new(dir.path().join("sessions"));
+        let store = SessionStore::in_dir(dir.path().join("sessions"));
         let settings = LoginSettings::oidc("okta", "https://issuer.example", "kubeauth");
-        assert_eq!(store.read(&settings), None);
+        assert_eq!(store.read(&settings).unwrap(), None);
         store.write(&settings, &session("one")).unwrap();
-        assert_eq!(store.read(&settings), Some(session("one")));
+        assert_eq!(store.read(&settings).unwrap(), Some(session("one")));
         let path = store.path(&settings);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777, 0o700);
@@ -220,7 +204,7 @@ mod tests {
         let mut other = settings.clone();
         other.scopes.push("groups".into());
         assert_ne!(store.path(&other), path);
-        assert_eq!(store.read(&other), None);
+        assert_eq!(store.read(&other).unwrap(), None);
         let other_client = LoginSettings::oidc("okta", "https://issuer.example", "another");
         assert_ne!(store.path(&other_client), path);
 
@@ -229,20 +213,20 @@ mod tests {
         store.write(&settings, &session("two")).unwrap();
         store.write(&other, &session("three")).unwrap();
         assert_eq!(store.remove_all().unwrap(), 2);
-        assert_eq!(store.read(&other), None);
+        assert_eq!(store.read(&other).unwrap(), None);
     }
 
     #[test]
     fn a_file_for_another_issuer_is_not_used() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SessionStore::new(dir.path());
+        let store = SessionStore::in_dir(dir.path());
         let settings = LoginSettings::oidc("okta", "https://issuer.example", "kubeauth");
         let mut foreign = session("x");
         foreign.issuer = "https://elsewhere.example".into();
         store.write(&settings, &foreign).unwrap();
-        assert_eq!(store.read(&settings), None);
+        assert_eq!(store.read(&settings).unwrap(), None);
         std::fs::write(store.path(&settings), "not json").unwrap();
-        assert_eq!(store.read(&settings), None);
+        assert_eq!(store.read(&settings).unwrap(), None);
     }
 
     #[test]
@@ -250,7 +234,7 @@ mod tests {
         let text = format!("{:?}", session("s3cr3t"));
         assert!(!text.contains("s3cr3t"), "{text}");
         assert!(text.contains("alice@example.com"));
-        let mut settings = LoginSettings::google("client");
+        let mut settings = LoginSettings::oidc("corp", "https://issuer.example", "client");
         settings.client_secret = Some("client-s3cr3t".to_owned().into());
         assert!(!format!("{settings:?}").contains("client-s3cr3t"));
     }

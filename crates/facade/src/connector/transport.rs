@@ -1,0 +1,277 @@
+//! The connections of one cluster for one TLS client identity.
+//!
+//! To an `https` API server that offers HTTP/2 (every kube-apiserver does), all requests share one HTTP/2
+//! connection, made by the first request while the others wait for it: one TLS handshake per cluster, however
+//! many requests run at once. Upgrades (exec, attach, port-forward, WebSocket watches), `http` URLs (`kubectl
+//! proxy`) and API servers that answer the handshake with HTTP/1.1 go over a pool of HTTP/1.1 connections.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
+
+use http::{Request, Response, Uri, header};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use kubeauth_core::{BoxError, ClusterDetails};
+use tower::ServiceExt as _;
+
+use crate::connector::tls::rustls_config;
+use crate::{ClientIdentity, Error, RequestBody};
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle HTTP/1.1 connections are closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// An HTTP/2 connection is pinged after this long without a frame, and closed if the ping is not answered in
+/// [`PING_TIMEOUT`]: a dead connection is noticed before a request waits on it (client-go's rule).
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+type H1Client = hyper_util::client::legacy::Client<Counting, RequestBody>;
+
+/// The connections of one cluster for one TLS client identity (or none).
+pub(crate) struct Transport {
+    cluster: Arc<str>,
+    base: Base,
+    /// For https: makes the HTTP/2 connection (ALPN `h2`, then `http/1.1`).
+    h2_connector: Option<HttpsConnector<HttpConnector>>,
+    /// Makes HTTP/1.1 connections (ALPN `http/1.1` only, or plain http).
+    h1_connector: HttpsConnector<HttpConnector>,
+    h1: OnceLock<H1Client>,
+    h2: RwLock<Option<SendRequest<RequestBody>>>,
+    /// Held while the HTTP/2 connection is made, so that concurrent first requests make one.
+    connecting: tokio::sync::Mutex<()>,
+    /// Set when the API server answered the TLS handshake without HTTP/2.
+    http1_only: AtomicBool,
+    /// Connections made, of either kind (for tests and reports).
+    opened: Arc<AtomicU64>,
+}
+
+impl Transport {
+    /// The transport of `cluster` presenting `identity` (a client certificate) in the handshake, if given.
+    pub(crate) fn new(
+        cluster: &ClusterDetails,
+        identity: Option<&ClientIdentity>,
+        opened: Arc<AtomicU64>,
+    ) -> Result<Self, Error> {
+        let base = Base::parse(cluster)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        // No Nagle delay: a small request must not wait for the previous ACK.
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let (h1_connector, h2_connector) = if base.https {
+            let h1 = rustls_config(cluster, identity, &[b"http/1.1"])?;
+            let h2 = rustls_config(cluster, identity, &[b"h2", b"http/1.1"])?;
+            (HttpsConnector::from((http.clone(), h1)), Some(HttpsConnector::from((http, h2))))
+        } else {
+            // Plain http (a local `kubectl proxy`): TLS settings are not used.
+            let tls = rustls_config(cluster, None, &[])?;
+            (HttpsConnector::from((http, tls)), None)
+        };
+        Ok(Self {
+            cluster: cluster.name.as_str().into(),
+            base,
+            h2_connector,
+            h1_connector,
+            h1: OnceLock::new(),
+            h2: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            http1_only: AtomicBool::new(false),
+            opened,
+        })
+    }
+
+    /// Sends a request whose URI is a path (and query) under the cluster's URL.
+    pub(crate) async fn send(&self, mut request: Request<RequestBody>) -> Result<Response<Incoming>, BoxError> {
+        *request.uri_mut() = self.base.absolute(request.uri())?;
+        if self.h2_connector.is_none() || is_upgrade(&request) || self.http1_only.load(Ordering::Relaxed) {
+            return self.send_http1(request).await;
+        }
+        // At most one retry, only for a request that never left: the connection closed just before.
+        for attempt in 0..2 {
+            let Some(mut sender) = self.http2().await? else {
+                return self.send_http1(request).await;
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if attempt == 0 => {
+                        tracing::debug!(cluster = %self.cluster, "the HTTP/2 connection closed; making a new one");
+                        self.forget(&sender);
+                        request = unsent;
+                    }
+                    _ => return Err(error.into_error().into()),
+                },
+            }
+        }
+        Err("the HTTP/2 connection closed twice before the request could be sent".into())
+    }
+
+    async fn send_http1(&self, request: Request<RequestBody>) -> Result<Response<Incoming>, BoxError> {
+        let client = self.h1.get_or_init(|| {
+            let connector = Counting { inner: self.h1_connector.clone(), opened: self.opened.clone() };
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(IDLE_TIMEOUT)
+                .pool_timer(TokioTimer::new())
+                .build(connector)
+        });
+        client.request(request).await.map_err(Into::into)
+    }
+
+    /// The live HTTP/2 connection, made now if there is none; `None` when the API server speaks HTTP/1.1 only.
+    async fn http2(&self) -> Result<Option<SendRequest<RequestBody>>, BoxError> {
+        if let Some(sender) = self.live() {
+            return Ok(Some(sender));
+        }
+        let _connecting = self.connecting.lock().await;
+        // Another request may have connected while this one waited.
+        if let Some(sender) = self.live() {
+            return Ok(Some(sender));
+        }
+        if self.http1_only.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let connector = self.h2_connector.clone().ok_or("no TLS connector")?;
+        let io = connector.oneshot(self.base.origin.clone()).await?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        if !io.connected().is_negotiated_h2() {
+            tracing::debug!(cluster = %self.cluster, "the API server does not offer HTTP/2; using HTTP/1.1");
+            self.http1_only.store(true, Ordering::Relaxed);
+            return Ok(None);
+        }
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(PING_INTERVAL)
+            .keep_alive_timeout(PING_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .adaptive_window(true)
+            .handshake(io)
+            .await?;
+        let cluster = self.cluster.clone();
+        tokio::spawn(async move {
+            match connection.await {
+                Ok(()) => tracing::debug!(cluster = %cluster, "HTTP/2 connection closed"),
+                Err(e) => tracing::debug!(cluster = %cluster, error = %e, "HTTP/2 connection ended"),
+            }
+        });
+        *self.h2.write().unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
+        Ok(Some(sender))
+    }
+
+    fn live(&self) -> Option<SendRequest<RequestBody>> {
+        self.h2.read().unwrap_or_else(PoisonError::into_inner).as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    /// Drops the connection `closed` unless another one replaced it already.
+    fn forget(&self, closed: &SendRequest<RequestBody>) {
+        let mut slot = self.h2.write().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|current| current.is_closed() || closed.is_closed()) {
+            *slot = None;
+        }
+    }
+}
+
+/// The HTTP/1.1 connector, counting the connections it makes.
+#[derive(Clone)]
+pub(crate) struct Counting {
+    inner: HttpsConnector<HttpConnector>,
+    opened: Arc<AtomicU64>,
+}
+
+impl tower::Service<Uri> for Counting {
+    type Response = <HttpsConnector<HttpConnector> as tower::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = <HttpsConnector<HttpConnector> as tower::Service<Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        self.inner.call(uri)
+    }
+}
+
+/// Whether the request asks to switch protocols (`Connection: upgrade`), which only HTTP/1.1 can carry here.
+fn is_upgrade<B>(request: &Request<B>) -> bool {
+    request.headers().contains_key(header::UPGRADE)
+}
+
+/// The cluster's URL, which request paths are appended to (a path in it, as behind a gateway, is kept).
+struct Base {
+    https: bool,
+    /// `scheme://authority/` of the API server, what connections are made to.
+    origin: Uri,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// The URL's path without its trailing `/` (empty for most clusters).
+    prefix: String,
+}
+
+impl Base {
+    fn parse(cluster: &ClusterDetails) -> Result<Self, Error> {
+        let invalid = |message: String| -> Error {
+            kubeauth_core::Error::Config { cluster: cluster.name.clone(), key: "url".into(), message }.into()
+        };
+        let uri: Uri = cluster.url.parse().map_err(|_| invalid(format!("`{}` is not a valid URL", cluster.url)))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+            return Err(invalid(format!("`{}` has no scheme or host", cluster.url)));
+        };
+        let https = scheme == http::uri::Scheme::HTTPS;
+        if !https && scheme != http::uri::Scheme::HTTP {
+            return Err(invalid(format!("`{}` is not an http or https URL", cluster.url)));
+        }
+        let origin = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Self { https, origin, scheme, authority, prefix: uri.path().trim_end_matches('/').to_owned() })
+    }
+
+    /// The absolute URI of a request path and query (`/api/v1/pods?watch=1`).
+    fn absolute(&self, relative: &Uri) -> Result<Uri, BoxError> {
+        if relative.scheme().is_some() || relative.authority().is_some() {
+            return Err("a request to a cluster names a path, never a host".into());
+        }
+        let path_and_query = match relative.path_and_query() {
+            None => http::uri::PathAndQuery::from_static("/"),
+            Some(pq) if self.prefix.is_empty() => pq.clone(),
+            Some(pq) => format!("{}{pq}", self.prefix).parse()?,
+        };
+        Ok(Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(url: &str) -> Base {
+        Base::parse(&ClusterDetails::new("c", url)).unwrap()
+    }
+
+    #[test]
+    fn paths_go_under_the_clusters_url() {
+        let rancher = base("https://rancher.example/k8s/clusters/c-abc/");
+        assert_eq!(
+            rancher.absolute(&"/api/v1/pods?watch=1".parse().unwrap()).unwrap().to_string(),
+            "https://rancher.example/k8s/clusters/c-abc/api/v1/pods?watch=1"
+        );
+        let plain = base("https://10.0.0.1:6443");
+        assert_eq!(plain.absolute(&"/version".parse().unwrap()).unwrap().to_string(), "https://10.0.0.1:6443/version");
+        assert_eq!(plain.origin.to_string(), "https://10.0.0.1:6443/");
+        assert!(plain.absolute(&"https://evil.example/api".parse().unwrap()).is_err(), "never another host");
+    }
+}

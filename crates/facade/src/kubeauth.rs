@@ -1,0 +1,202 @@
+//! Everything a config sets up: the providers, the locators, the connections and the logins.
+
+use std::sync::Arc;
+
+use kubeauth_cluster_locator::{AppConfig, CombinedLocator, LocatorServices, ResolveContext};
+use kubeauth_core::{ClusterDetails, RequestAuth};
+
+use crate::{Connector, Error, Provider, Registry};
+
+/// The toolkit set up from an app-config: the [`Registry`] of providers (the defaults, configured from the
+/// config, and yours), the cluster locators of `kubernetes.clusterLocatorMethods`, a [`Connector`] that owns
+/// the connections to the located clusters, and (feature `login`) the workstation logins of
+/// `kubeauth.login`.
+///
+/// ```no_run
+/// use kubeauth::{AppConfig, Kubeauth, RequestAuth, ResolveContext};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = AppConfig::from_file("app-config.yaml".as_ref())?;
+/// let kubeauth = Kubeauth::from_config(&config, &ResolveContext::from_process_env())?;
+/// for cluster in kubeauth.clusters().await? {
+///     let client = kubeauth.kube_client(&cluster, &RequestAuth::none()).await?;
+///     println!("{}: {}", cluster.name, client.apiserver_version().await?.git_version);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Kubeauth {
+    registry: Arc<Registry>,
+    locator: CombinedLocator,
+    connector: Connector,
+    #[cfg(feature = "login")]
+    logins: crate::login::Logins,
+}
+
+impl std::fmt::Debug for Kubeauth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubeauth")
+            .field("providers", &self.registry.keys().collect::<Vec<_>>())
+            .field("locator", &self.locator)
+            .field("connector", &self.connector)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Kubeauth`] from a config, with providers of your own beside the defaults.
+///
+/// ```
+/// use kubeauth::{AppConfig, Credential, Kubeauth, Provider, ResolveContext};
+///
+/// let config = AppConfig::from_yaml_str("kubernetes:\n  clusterLocatorMethods: []\n", None)?;
+/// let kubeauth = Kubeauth::builder(&config, &ResolveContext::from_process_env())?
+///     .provider("vault", Provider::server_fn(|_| async { Ok(Credential::bearer("from-vault")) }))?
+///     .build()?;
+/// assert!(kubeauth.registry().get("vault").is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct KubeauthBuilder<'a> {
+    config: &'a AppConfig,
+    env: &'a ResolveContext,
+    registry: Registry,
+    services: LocatorServices,
+}
+
+impl std::fmt::Debug for KubeauthBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeauthBuilder").field("registry", &self.registry).finish_non_exhaustive()
+    }
+}
+
+impl<'a> KubeauthBuilder<'a> {
+    /// Adds a provider beside the others (see [`Registry::add`]).
+    pub fn provider(mut self, key: impl Into<String>, provider: Provider) -> Result<Self, Error> {
+        self.registry.add(key, provider)?;
+        Ok(self)
+    }
+
+    /// Replaces a provider, a built-in too (see [`Registry::replace`]).
+    pub fn replace_provider(mut self, key: impl Into<String>, provider: Provider) -> Result<Self, Error> {
+        self.registry.replace(key, provider)?;
+        Ok(self)
+    }
+
+    /// The registry as it stands, to change it directly.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// The locators, the connector and the logins over the providers. Every locator value is resolved now, so
+    /// a wrong config is an error here.
+    pub fn build(self) -> Result<Kubeauth, Error> {
+        let registry = Arc::new(self.registry);
+        let locator = CombinedLocator::from_config_with(self.config, self.env, &self.services)?;
+        Ok(Kubeauth {
+            connector: Connector::shared(registry.clone()),
+            #[cfg(feature = "login")]
+            logins: crate::login::Logins::new(self.config, self.env, registry.clone()),
+            registry,
+            locator,
+        })
+    }
+}
+
+impl Kubeauth {
+    /// The default providers, set up from the config, and the config's locators.
+    pub fn from_config(config: &AppConfig, env: &ResolveContext) -> Result<Self, Error> {
+        Self::builder(config, env)?.build()
+    }
+
+    /// A builder from the config, to add providers before the locators are made.
+    pub fn builder<'a>(config: &'a AppConfig, env: &'a ResolveContext) -> Result<KubeauthBuilder<'a>, Error> {
+        #[allow(unused_mut)]
+        let mut registry = Registry::with_defaults();
+        #[allow(unused_mut)]
+        let mut services = LocatorServices::default();
+        #[cfg(feature = "google-service-account")]
+        {
+            // One Google identity (and one token cache) for the provider and the gke locator.
+            let google = google_identity(config, env)?;
+            registry.replace(kubeauth_google_service_account::KEY, Provider::Server(google.clone()))?;
+            services.google_token = Some(Arc::new(GoogleToken(google)));
+        }
+        Ok(KubeauthBuilder { config, env, registry, services })
+    }
+
+    /// A toolkit from parts made by hand: a registry and a locator (no logins are configured).
+    pub fn new(registry: Registry, locator: CombinedLocator) -> Self {
+        let registry = Arc::new(registry);
+        Self {
+            connector: Connector::shared(registry.clone()),
+            #[cfg(feature = "login")]
+            logins: crate::login::Logins::new(&AppConfig::default(), &ResolveContext::new(|_| None), registry.clone()),
+            registry,
+            locator,
+        }
+    }
+
+    /// The providers.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The locators.
+    pub fn locator(&self) -> &CombinedLocator {
+        &self.locator
+    }
+
+    /// The connections.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The workstation logins of `kubeauth.login`.
+    #[cfg(feature = "login")]
+    pub fn logins(&self) -> &crate::login::Logins {
+        &self.logins
+    }
+
+    /// The located clusters, now. The connector forgets clusters that are no longer located.
+    pub async fn clusters(&self) -> Result<Vec<ClusterDetails>, Error> {
+        let clusters = self.locator.clusters().await?;
+        self.connector.retain(&clusters);
+        Ok(clusters)
+    }
+
+    /// A [`kube::Client`] for `cluster` (see [`Connector::kube_client`]).
+    pub async fn kube_client(&self, cluster: &ClusterDetails, auth: &RequestAuth) -> Result<kube::Client, Error> {
+        self.connector.kube_client(cluster, auth).await
+    }
+}
+
+/// The application's Google identity, for the `googleServiceAccount` provider and the gke locator: the key of
+/// `kubernetes.googleServiceAccountCredentials`, else Application Default Credentials. A custom provider put
+/// under `googleServiceAccount` does not change what the gke locator lists clusters as.
+#[cfg(feature = "google-service-account")]
+fn google_identity(
+    config: &AppConfig,
+    env: &ResolveContext,
+) -> Result<Arc<kubeauth_google_service_account::GoogleServiceAccountProvider>, Error> {
+    use kubeauth_google_service_account::GoogleServiceAccountProvider;
+    let Some(value) = &config.kubernetes.google_service_account_credentials else {
+        return Ok(Arc::new(GoogleServiceAccountProvider::default()));
+    };
+    let invalid = |message: String| kubeauth_cluster_locator::LocatorError::Key {
+        origin: config.origin.clone(),
+        key: "kubernetes.googleServiceAccountCredentials".into(),
+        message,
+    };
+    let json = value.resolve(&config.resolve_context(env)).map_err(invalid)?;
+    Ok(Arc::new(GoogleServiceAccountProvider::with_key_json(&json).map_err(invalid)?))
+}
+
+/// The gke locator's token: the application's Google identity.
+#[cfg(feature = "google-service-account")]
+struct GoogleToken(Arc<kubeauth_google_service_account::GoogleServiceAccountProvider>);
+
+#[cfg(feature = "google-service-account")]
+impl kubeauth_cluster_locator::AccessTokenSource for GoogleToken {
+    fn access_token<'a>(&'a self, context: &'a str) -> kubeauth_core::CredentialFuture<'a> {
+        Box::pin(self.0.access_token(context))
+    }
+}
