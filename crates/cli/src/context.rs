@@ -37,10 +37,11 @@ pub(crate) fn toolkit(config: &AppConfig) -> Result<Kubeauth, Failure> {
 /// The located clusters. A config the locators refuse is a config failure (exit 2); a locator that fails at
 /// run time (an API it asks) is a run-time failure (exit 1).
 pub(crate) async fn locate(kubeauth: &Kubeauth) -> Result<Vec<ClusterDetails>, Failure> {
-    kubeauth.clusters().await.map_err(|e| match e {
+    let located = kubeauth.clusters().await.map_err(|e| match e {
         kubeauth::Error::Locator(kubeauth::LocatorError::Locator { .. }) => Failure::runtime(&e),
         _ => Failure::config(&e),
-    })
+    })?;
+    Ok(located.to_vec())
 }
 
 /// The cluster called `name`, or a usage failure that lists the names there are.

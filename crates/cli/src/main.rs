@@ -23,6 +23,11 @@ use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 use crate::failure::Failure;
 
+/// jemalloc, whose background thread gives memory freed after a burst of load back to the system.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Kubernetes authentication for every cluster.
 #[derive(Debug, Parser)]
 #[command(name = "kubeauth", version, about, propagate_version = true)]

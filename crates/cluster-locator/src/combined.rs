@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kubeauth_core::ClusterDetails;
@@ -26,12 +26,17 @@ impl std::fmt::Debug for LocatorServices {
     }
 }
 
+/// A list of located clusters, shared: a locator whose list did not change hands out the same one again,
+/// which lets its users skip work (`Arc::ptr_eq`). Make one from a `Vec` with `.into()`.
+pub type Located = Arc<[ClusterDetails]>;
+
 /// The future a locator returns: the clusters it found.
-pub type ClustersFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<ClusterDetails>, LocatorError>> + Send + 'a>>;
+pub type ClustersFuture<'a> = Pin<Box<dyn Future<Output = Result<Located, LocatorError>> + Send + 'a>>;
 
 /// Finds clusters. Implement it for a method of your own and add it to a [`CombinedLocator`].
 pub trait ClusterLocator: Send + Sync {
-    /// The clusters found now. Locators that ask a remote API keep their last good answer themselves.
+    /// The clusters found now. Locators that ask a remote API keep their last good answer themselves, and
+    /// hand out the same list while it is unchanged.
     fn clusters(&self) -> ClustersFuture<'_>;
 }
 
@@ -44,6 +49,8 @@ pub trait ClusterLocator: Send + Sync {
 pub struct CombinedLocator {
     methods: Vec<(String, Arc<dyn ClusterLocator>)>,
     continue_on_error: bool,
+    /// The last combined list and the methods' lists it was made from.
+    last: Arc<Mutex<Option<(Vec<Located>, Located)>>>,
 }
 
 impl std::fmt::Debug for CombinedLocator {
@@ -80,7 +87,7 @@ impl CombinedLocator {
             })?,
             None => false,
         };
-        let mut combined = Self { methods: Vec::new(), continue_on_error };
+        let mut combined = Self { methods: Vec::new(), continue_on_error, last: Arc::default() };
         for (index, method) in k.cluster_locator_methods.iter().enumerate() {
             let name = MethodName(index, &method.kind).to_string();
             let method_error =
@@ -159,9 +166,22 @@ impl CombinedLocator {
         self.methods.is_empty()
     }
 
-    /// Every cluster of every method, in method order.
-    pub async fn clusters(&self) -> Result<Vec<ClusterDetails>, LocatorError> {
+    /// Every cluster of every method, in method order. While no method's list changed, the same combined list
+    /// is handed out again, without a copy.
+    pub async fn clusters(&self) -> Result<Located, LocatorError> {
         let results = futures::future::join_all(self.methods.iter().map(|(_, l)| l.clusters())).await;
+        if results.iter().all(Result::is_ok) {
+            let lists: Vec<&Located> = results.iter().flatten().collect();
+            let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((inputs, combined)) = last.as_ref()
+                && inputs.len() == lists.len()
+                && inputs.iter().zip(&lists).all(|(a, b)| Arc::ptr_eq(a, b))
+            {
+                return Ok(combined.clone());
+            }
+        }
+        let inputs: Vec<Located> = results.iter().flatten().cloned().collect();
+        let complete = inputs.len() == results.len();
         let mut all: Vec<ClusterDetails> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
         for ((name, _), result) in self.methods.iter().zip(results) {
@@ -174,7 +194,8 @@ impl CombinedLocator {
                 Err(error @ LocatorError::Locator { .. }) => return Err(error),
                 Err(error) => return Err(LocatorError::Locator { method: name.clone(), source: Box::new(error) }),
             };
-            for mut cluster in clusters {
+            for cluster in clusters.iter() {
+                let mut cluster = cluster.clone();
                 if cluster.source.is_empty() {
                     cluster.source = name.clone();
                 }
@@ -189,7 +210,11 @@ impl CombinedLocator {
                 all.push(cluster);
             }
         }
-        Ok(all)
+        let combined: Located = all.into();
+        if complete {
+            *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((inputs, combined.clone()));
+        }
+        Ok(combined)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::{ClusterConfig, ConfigString, LocatorError, ResolveContext};
 /// a wrong config stops the application at startup with the file, line, cluster and key at fault.
 #[derive(Debug, Clone)]
 pub struct ConfigLocator {
-    clusters: Vec<ClusterDetails>,
+    clusters: crate::Located,
 }
 
 impl ConfigLocator {
@@ -40,12 +40,12 @@ impl ConfigLocator {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { clusters })
+        Ok(Self { clusters: clusters.into() })
     }
 
     /// A locator over clusters built in code.
     pub fn from_clusters(clusters: Vec<ClusterDetails>) -> Self {
-        Self { clusters }
+        Self { clusters: clusters.into() }
     }
 }
 

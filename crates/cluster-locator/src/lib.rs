@@ -43,7 +43,7 @@ mod local_kubectl_proxy;
 mod refreshed;
 mod value;
 
-pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, LocatorServices};
+pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, Located, LocatorServices};
 pub use config::{
     AppConfig, CatalogConfig, ClusterConfig, KubeauthConfig, KubernetesConfig, LocatorMethodConfig, LoginConfig,
     LoginEntry, LoginProviderConfig, ResourceLabel, ServerAuthConfig, ServerConfig, ServiceLocatorMethod,

@@ -7,6 +7,7 @@ use crate::combined::{ClusterLocator, ClustersFuture};
 #[derive(Debug, Clone, Default)]
 pub struct LocalKubectlProxyLocator {
     source: String,
+    located: std::sync::OnceLock<crate::Located>,
 }
 
 impl LocalKubectlProxyLocator {
@@ -17,7 +18,7 @@ impl LocalKubectlProxyLocator {
 
     /// The locator; `source` names it in messages.
     pub fn new(source: impl Into<String>) -> Self {
-        Self { source: source.into() }
+        Self { source: source.into(), located: std::sync::OnceLock::new() }
     }
 
     /// The cluster it finds.
@@ -32,7 +33,7 @@ impl LocalKubectlProxyLocator {
 
 impl ClusterLocator for LocalKubectlProxyLocator {
     fn clusters(&self) -> ClustersFuture<'_> {
-        let cluster = self.cluster();
-        Box::pin(async move { Ok(vec![cluster]) })
+        let clusters = self.located.get_or_init(|| vec![self.cluster()].into()).clone();
+        Box::pin(async move { Ok(clusters) })
     }
 }

@@ -11,7 +11,7 @@ use crate::LocatorError;
 /// The last fetched list and when it was fetched.
 #[derive(Default)]
 pub(crate) struct RefreshedList {
-    last: tokio::sync::Mutex<Option<(Instant, Vec<ClusterDetails>)>>,
+    last: tokio::sync::Mutex<Option<(Instant, crate::Located)>>,
 }
 
 impl RefreshedList {
@@ -23,7 +23,7 @@ impl RefreshedList {
         source: &str,
         what: &str,
         fetch: F,
-    ) -> Result<Vec<ClusterDetails>, LocatorError>
+    ) -> Result<crate::Located, LocatorError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<ClusterDetails>, String>>,
@@ -36,6 +36,7 @@ impl RefreshedList {
         }
         match fetch().await {
             Ok(clusters) => {
+                let clusters: crate::Located = clusters.into();
                 *last = Some((Instant::now(), clusters.clone()));
                 Ok(clusters)
             }

@@ -17,7 +17,7 @@ fn env(vars: &'static [(&'static str, &'static str)]) -> ResolveContext {
     ResolveContext::new(move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
 }
 
-async fn locate(yaml: &str, ctx: &ResolveContext) -> Result<Vec<ClusterDetails>, LocatorError> {
+async fn locate(yaml: &str, ctx: &ResolveContext) -> Result<kubeauth_cluster_locator::Located, LocatorError> {
     let config = AppConfig::from_yaml_str(yaml, Some(Path::new("app-config.yaml")))?;
     CombinedLocator::from_config(&config, ctx)?.clusters().await
 }
@@ -234,6 +234,36 @@ async fn continue_on_error_decides_whether_one_failing_method_fails_all() {
     let clusters = lenient.clusters().await.unwrap();
     assert_eq!(clusters.len(), 1);
     assert_eq!(clusters[0].name, "local");
+}
+
+/// A locator whose list is replaced by the test.
+struct Swappable(std::sync::Mutex<kubeauth_cluster_locator::Located>);
+
+impl ClusterLocator for Swappable {
+    fn clusters(&self) -> kubeauth_cluster_locator::ClustersFuture<'_> {
+        let clusters = self.0.lock().unwrap().clone();
+        Box::pin(async move { Ok(clusters) })
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_list_is_handed_out_again_without_a_copy() {
+    let config =
+        AppConfig::from_yaml_str("kubernetes:\n  clusterLocatorMethods:\n    - type: localKubectlProxy\n", None)
+            .unwrap();
+    let dynamic =
+        std::sync::Arc::new(Swappable(std::sync::Mutex::new(vec![ClusterDetails::new("a", "https://a")].into())));
+    let locator = CombinedLocator::from_config(&config, &env(&[])).unwrap().with_locator("dynamic", dynamic.clone());
+    let first = locator.clusters().await.unwrap();
+    let again = locator.clusters().await.unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    assert_eq!(first.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["local", "a"]);
+    assert_eq!(first[1].source, "dynamic", "the source is filled in");
+
+    *dynamic.0.lock().unwrap() = vec![ClusterDetails::new("b", "https://b")].into();
+    let changed = locator.clusters().await.unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &changed));
+    assert_eq!(changed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["local", "b"]);
 }
 
 #[test]

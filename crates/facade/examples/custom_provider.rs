@@ -106,9 +106,9 @@ kubernetes:
         .build()?;
 
     let mut out = Vec::new();
-    for cluster in kubeauth.clusters().await? {
-        kubeauth.registry().validate(&cluster)?;
-        let credential = kubeauth.registry().credential(&cluster, &RequestAuth::none()).await?;
+    for cluster in kubeauth.clusters().await?.iter() {
+        kubeauth.registry().validate(cluster)?;
+        let credential = kubeauth.registry().credential(cluster, &RequestAuth::none()).await?;
         let detail = match &credential {
             Credential::ClientCertificate { certificate_pem, .. } => {
                 format!("{}-byte certificate, private key [redacted]", certificate_pem.len())
@@ -117,7 +117,7 @@ kubernetes:
         };
         out.push(format!("cluster '{}' ({}): {} ({detail})", cluster.name, cluster.url, credential.kind()));
         if list_namespaces {
-            let client = kubeauth.kube_client(&cluster, &RequestAuth::none()).await?;
+            let client = kubeauth.kube_client(cluster, &RequestAuth::none()).await?;
             let namespaces = kube::Api::<Namespace>::all(client).list(&Default::default()).await?;
             for ns in namespaces.items {
                 out.push(format!("namespace {}", ns.metadata.name.unwrap_or_default()));

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kubeauth_cluster_locator::{AppConfig, CombinedLocator, LocatorServices, ResolveContext};
+use kubeauth_cluster_locator::{AppConfig, CombinedLocator, Located, LocatorServices, ResolveContext};
 use kubeauth_core::{ClusterDetails, RequestAuth};
 
 use crate::{Connector, Error, Provider, Registry};
@@ -18,8 +18,8 @@ use crate::{Connector, Error, Provider, Registry};
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let config = AppConfig::from_file("app-config.yaml".as_ref())?;
 /// let kubeauth = Kubeauth::from_config(&config, &ResolveContext::from_process_env())?;
-/// for cluster in kubeauth.clusters().await? {
-///     let client = kubeauth.kube_client(&cluster, &RequestAuth::none()).await?;
+/// for cluster in kubeauth.clusters().await?.iter() {
+///     let client = kubeauth.kube_client(cluster, &RequestAuth::none()).await?;
 ///     println!("{}: {}", cluster.name, client.apiserver_version().await?.git_version);
 /// }
 /// # Ok(()) }
@@ -29,6 +29,8 @@ pub struct Kubeauth {
     registry: Arc<Registry>,
     locator: CombinedLocator,
     connector: Connector,
+    /// The list the connector was last trimmed to.
+    retained: Arc<std::sync::Mutex<Option<Located>>>,
     #[cfg(feature = "login")]
     logins: crate::login::Logins,
 }
@@ -93,6 +95,7 @@ impl<'a> KubeauthBuilder<'a> {
         let locator = CombinedLocator::from_config_with(self.config, self.env, &self.services)?;
         Ok(Kubeauth {
             connector: Connector::shared(registry.clone()),
+            retained: Arc::default(),
             #[cfg(feature = "login")]
             logins: crate::login::Logins::new(self.config, self.env, registry.clone()),
             registry,
@@ -128,6 +131,7 @@ impl Kubeauth {
         let registry = Arc::new(registry);
         Self {
             connector: Connector::shared(registry.clone()),
+            retained: Arc::default(),
             #[cfg(feature = "login")]
             logins: crate::login::Logins::new(&AppConfig::default(), &ResolveContext::new(|_| None), registry.clone()),
             registry,
@@ -156,10 +160,15 @@ impl Kubeauth {
         &self.logins
     }
 
-    /// The located clusters, now. The connector forgets clusters that are no longer located.
-    pub async fn clusters(&self) -> Result<Vec<ClusterDetails>, Error> {
+    /// The located clusters, now (the same shared list while no locator's list changed). When the list
+    /// changes, the connector forgets the clusters that are no longer located.
+    pub async fn clusters(&self) -> Result<Located, Error> {
         let clusters = self.locator.clusters().await?;
-        self.connector.retain(&clusters);
+        let mut retained = self.retained.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !retained.as_ref().is_some_and(|last| Arc::ptr_eq(last, &clusters)) {
+            self.connector.retain(&clusters);
+            *retained = Some(clusters.clone());
+        }
         Ok(clusters)
     }
 

@@ -131,20 +131,57 @@ impl ReplayableBody for http_body_util::Empty<Bytes> {
 pub struct CredentialLayer {
     source: Arc<dyn CredentialSource>,
     cache: Arc<CredentialCache>,
+    /// The `Authorization` value of the cached bearer token, by the cache's generation: made once per token,
+    /// not once per request.
+    header: Arc<std::sync::Mutex<Option<(u64, HeaderValue)>>>,
 }
 
 impl CredentialLayer {
     /// How long before expiry a credential is refreshed, by default: kube's own exec-plugin rule.
     pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
-    /// A layer over `source` that refreshes [`DEFAULT_REFRESH_MARGIN`](Self::DEFAULT_REFRESH_MARGIN) ahead.
+    /// How long a credential without an expiry is used before the source is asked again, by default: a rotated
+    /// token file is picked up within a second (kube-rs re-reads it every minute), and a credential the API
+    /// server refuses is replaced at once; meanwhile requests do not ask the source one by one.
+    pub const DEFAULT_UNEXPIRING_TTL: Duration = Duration::from_secs(1);
+
+    /// A layer over `source` that refreshes [`DEFAULT_REFRESH_MARGIN`](Self::DEFAULT_REFRESH_MARGIN) ahead
+    /// and asks again for a credential without an expiry after
+    /// [`DEFAULT_UNEXPIRING_TTL`](Self::DEFAULT_UNEXPIRING_TTL).
     pub fn new(source: Arc<dyn CredentialSource>) -> Self {
-        Self::with_cache(source, Arc::new(CredentialCache::new(Self::DEFAULT_REFRESH_MARGIN)))
+        let cache =
+            CredentialCache::new(Self::DEFAULT_REFRESH_MARGIN).with_unexpiring_ttl(Self::DEFAULT_UNEXPIRING_TTL);
+        Self::with_cache(source, Arc::new(cache))
     }
 
-    /// A layer over `source` with a cache of your own (to share it, or to set its margin).
+    /// A layer over `source` with a cache of your own (to share it, or to set its margins).
     pub fn with_cache(source: Arc<dyn CredentialSource>, cache: Arc<CredentialCache>) -> Self {
-        Self { source, cache }
+        Self { source, cache, header: Arc::default() }
+    }
+
+    /// Applies the cached credential of `generation` to `request`, reusing its `Authorization` value.
+    fn apply(
+        &self,
+        request: &mut Request<impl Sized>,
+        cached: &kubeauth_core::CachedCredential,
+    ) -> Result<(), kubeauth_core::Error> {
+        if !matches!(cached.credential, Credential::BearerToken { .. }) {
+            return apply_credential(request, &cached.credential);
+        }
+        let memo = self.header.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let value = match memo {
+            Some((generation, value)) if generation == cached.generation => value,
+            _ => {
+                apply_credential(request, &cached.credential)?;
+                let value = request.headers()[AUTHORIZATION].clone();
+                *self.header.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((cached.generation, value));
+                return Ok(());
+            }
+        };
+        request.extensions_mut().remove::<ClientIdentity>();
+        request.headers_mut().insert(AUTHORIZATION, value);
+        Ok(())
     }
 
     /// The credential the next request will carry, fetched if the cache says so.
@@ -203,7 +240,7 @@ where
             let source = layer.source.clone();
             let cached = layer.cache.get(|| async { source.fetch().await }).await?;
             let replay = if source.refreshable() { copy_request(&request) } else { None };
-            apply_credential(&mut request, &cached.credential).map_err(|e| e.named(source.cluster(), ""))?;
+            layer.apply(&mut request, &cached).map_err(|e| e.named(source.cluster(), ""))?;
             let response = inner.call(request).await.map_err(Into::into)?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
@@ -211,7 +248,7 @@ where
             let Some(mut retry) = replay else { return Ok(response) };
             tracing::debug!(cluster = %source.cluster(), "the API server answered 401: refreshing the credential and retrying once");
             let fresh = layer.cache.force_refresh(cached.generation, || async { source.fetch().await }).await?;
-            apply_credential(&mut retry, &fresh.credential).map_err(|e| e.named(source.cluster(), ""))?;
+            layer.apply(&mut retry, &fresh).map_err(|e| e.named(source.cluster(), ""))?;
             let inner = inner.ready().await.map_err(Into::into)?;
             inner.call(retry).await.map_err(Into::into)
         })

@@ -19,8 +19,8 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = AppConfig::from_file("app-config.yaml".as_ref())?;
 //! let kubeauth = Kubeauth::from_config(&config, &ResolveContext::from_process_env())?;
-//! for cluster in kubeauth.clusters().await? {
-//!     let client = kubeauth.kube_client(&cluster, &RequestAuth::none()).await?;
+//! for cluster in kubeauth.clusters().await?.iter() {
+//!     let client = kubeauth.kube_client(cluster, &RequestAuth::none()).await?;
 //!     let namespaces = kube::Api::<Namespace>::all(client).list(&Default::default()).await?;
 //!     println!("{}: {} namespaces", cluster.name, namespaces.items.len());
 //! }
@@ -48,7 +48,7 @@ pub use registry::{Provider, Registry};
 
 pub use kubeauth_cluster_locator::{
     AppConfig, ClusterLocator, CombinedLocator, ConfigLocator, EMBEDDED_DEFAULT_CONFIG, LocalKubectlProxyLocator,
-    LocatorError, ResolveContext,
+    Located, LocatorError, ResolveContext,
 };
 pub use kubeauth_core::{
     ClientSideProvider, ClusterDetails, Credential, CredentialCache, CredentialFuture, CredentialKind,

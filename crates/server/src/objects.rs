@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use futures::future::join_all;
 use kubeauth::{ClusterDetails, RequestAuth};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::{KubeauthServer, ServerError};
 
@@ -110,7 +111,21 @@ struct ClusterSummary {
 struct Resources {
     #[serde(rename = "type")]
     kind: String,
-    resources: Vec<serde_json::Value>,
+    /// The objects as the API server sent them: passed on without being parsed into a tree.
+    resources: Vec<Box<RawValue>>,
+}
+
+/// An API server's list: only its items are read, each kept as the API server wrote it.
+#[derive(Deserialize)]
+struct List {
+    #[serde(default)]
+    items: Vec<Box<RawValue>>,
+}
+
+/// The answer of the objects endpoints: Backstage's `ObjectsByEntityResponse`.
+#[derive(Serialize)]
+pub(crate) struct ObjectsResponse {
+    items: Vec<ClusterObjects>,
 }
 
 /// One failure, in Backstage's `errorType` terms (plus `FORBIDDEN` for 403).
@@ -141,9 +156,9 @@ pub(crate) async fn service_objects(
     State(server): State<Arc<KubeauthServer>>,
     Path(service_id): Path<String>,
     Json(request): Json<ServiceRequest>,
-) -> Result<Json<serde_json::Value>, ServerError> {
+) -> Result<Json<ObjectsResponse>, ServerError> {
     let items = entity_objects(&server, &request.entity.metadata.annotations, &service_id, &request.auth, None).await?;
-    Ok(Json(serde_json::json!({ "items": items })))
+    Ok(Json(ObjectsResponse { items }))
 }
 
 /// `POST /resources/workloads/query`: Backstage's `{entityRef, auth}`.
@@ -188,16 +203,16 @@ async fn resolve(server: &KubeauthServer, entity_ref: &str) -> Result<(BTreeMap<
 pub(crate) async fn workloads_query(
     State(server): State<Arc<KubeauthServer>>,
     Json(request): Json<WorkloadsRequest>,
-) -> Result<Json<serde_json::Value>, ServerError> {
+) -> Result<Json<ObjectsResponse>, ServerError> {
     let (annotations, name) = resolve(&server, &request.entity_ref).await?;
     let items = entity_objects(&server, &annotations, &name, &request.auth, None).await?;
-    Ok(Json(serde_json::json!({ "items": items })))
+    Ok(Json(ObjectsResponse { items }))
 }
 
 pub(crate) async fn custom_query(
     State(server): State<Arc<KubeauthServer>>,
     Json(request): Json<CustomRequest>,
-) -> Result<Json<serde_json::Value>, ServerError> {
+) -> Result<Json<ObjectsResponse>, ServerError> {
     if request.custom_resources.is_empty() {
         return Err(ServerError::BadRequest("customResources: at least one {group, apiVersion, plural}".into()));
     }
@@ -208,7 +223,7 @@ pub(crate) async fn custom_query(
         .map(|c| (c.plural.clone(), format!("/apis/{}/{}/{}", c.group, c.api_version, c.plural)))
         .collect();
     let items = entity_objects(&server, &annotations, &name, &request.auth, Some(&custom)).await?;
-    Ok(Json(serde_json::json!({ "items": items })))
+    Ok(Json(ObjectsResponse { items }))
 }
 
 /// The objects of the entity with `annotations` (`backstage.io/kubernetes-*`) from each of its clusters: the
@@ -228,13 +243,14 @@ async fn entity_objects(
         }
     };
     let namespace = annotation("backstage.io/kubernetes-namespace").map(str::to_owned);
-    let mut clusters = server.clusters().await?;
-    if server.service_locator() == ServiceLocator::SingleTenant {
-        let wanted = annotation("backstage.io/kubernetes-cluster");
-        clusters.retain(|c| Some(c.name.as_str()) == wanted);
-    }
+    let located = server.clusters().await?;
+    let wanted = match server.service_locator() {
+        ServiceLocator::SingleTenant => Some(annotation("backstage.io/kubernetes-cluster")),
+        _ => None,
+    };
+    let clusters = located.iter().filter(|c| wanted.is_none_or(|w| w == Some(c.name.as_str())));
     Ok(join_all(
-        clusters.iter().map(|cluster| objects_of(server, cluster, auth, &label_selector, namespace.as_deref(), custom)),
+        clusters.map(|cluster| objects_of(server, cluster, auth, &label_selector, namespace.as_deref(), custom)),
     )
     .await)
 }
@@ -331,11 +347,8 @@ async fn fetch(
             resource_path: Some(path.clone()),
             message: Some(e.to_string()),
         })?;
-        match client.request::<serde_json::Value>(request).await {
-            Ok(list) => {
-                let items = list.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
-                return Ok(Resources { kind: name.to_owned(), resources: items });
-            }
+        match client.request::<List>(request).await {
+            Ok(list) => return Ok(Resources { kind: name.to_owned(), resources: list.items }),
             // An older API version may be served where the newer is not.
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 last = Some(FetchError {

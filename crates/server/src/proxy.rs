@@ -6,12 +6,14 @@
 //! - Answers are streamed (watches, `logs -f`).
 //! - Upgrades (`Connection: Upgrade`: exec, attach, port-forward over SPDY or WebSocket, WebSocket watches) are
 //!   passed through: the API server's `101` goes back to the caller and the two connections are joined.
+//! - The path goes upstream as the caller wrote it (never percent-decoded), under the cluster's URL; dot
+//!   segments and percent-encoded `/`, `?`, `#` are refused, so that no path leaves a cluster URL's prefix.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
@@ -31,6 +33,9 @@ pub(crate) const REPLAY_LIMIT: u64 = 1024 * 1024;
 pub(crate) const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 const CLUSTER_HEADER: &str = "backstage-kubernetes-cluster";
+
+/// Where the proxy's routes start; what follows is the path on the API server.
+pub(crate) const PREFIX: &str = "/api/kubernetes/proxy";
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never cross a proxy.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -74,9 +79,9 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 pub(crate) async fn proxy(
     State(server): State<Arc<KubeauthServer>>,
-    Path(path): Path<String>,
     mut request: Request,
 ) -> Result<Response, ServerError> {
+    let target = upstream_target(request.uri())?;
     let protocol = upgrade_protocol(request.headers());
     let caller_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
@@ -98,13 +103,9 @@ pub(crate) async fn proxy(
         ),
         _ => RequestBody::streaming(http_body_util::Limited::new(body, MAX_BODY)),
     };
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("/{path}?{q}"),
-        None => format!("/{path}"),
-    };
     let mut upstream = http::Request::builder()
         .method(parts.method.clone())
-        .uri(&path_and_query)
+        .uri(target)
         .body(body)
         .map_err(|e| ServerError::Upstream { cluster: cluster.name.clone(), message: e.to_string() })?;
     *upstream.headers_mut() = upstream_headers(&parts.headers);
@@ -113,14 +114,18 @@ pub(crate) async fn proxy(
         upstream.headers_mut().insert(header::UPGRADE, protocol.clone());
     }
 
-    tracing::debug!(cluster = %cluster.name, method = %parts.method, path = %path_and_query, upgrade = protocol.is_some(), "proxying");
+    tracing::debug!(cluster = %cluster.name, method = %parts.method, path = %upstream.uri(), upgrade = protocol.is_some(), "proxying");
     let mut response = tokio::time::timeout(UPSTREAM_TIMEOUT, client.send(upstream))
         .await
         .map_err(|_| ServerError::UpstreamTimeout {
             cluster: cluster.name.clone(),
             seconds: UPSTREAM_TIMEOUT.as_secs(),
         })?
-        .map_err(|e| ServerError::Upstream { cluster: cluster.name.clone(), message: kubeauth::report(&*e) })?;
+        .map_err(|e| match e.downcast::<kubeauth::core::Error>() {
+            // The cluster's credential could not be had: the provider's error, as for the other endpoints.
+            Ok(credential) => ServerError::Facade(kubeauth::Error::Auth(*credential)),
+            Err(e) => ServerError::Upstream { cluster: cluster.name.clone(), message: kubeauth::report(&*e) },
+        })?;
 
     if let (Some(caller_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (caller_upgrade, response.status()) {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -145,8 +150,90 @@ pub(crate) async fn proxy(
     }
 
     let (mut parts, body) = response.into_parts();
-    for name in HOP_BY_HOP {
-        parts.headers.remove(name);
+    // HTTP/2 answers carry no hop-by-hop header.
+    if parts.version != http::Version::HTTP_2 {
+        for name in HOP_BY_HOP {
+            parts.headers.remove(name);
+        }
     }
+    parts.version = http::Version::HTTP_11;
     Ok(Response::from_parts(parts, Body::new(body)).into_response())
+}
+
+/// The path and query the API server gets: the caller's, exactly as sent (never percent-decoded), after
+/// [`PREFIX`]. A dot segment (`.`, `..`, also as `%2e`) or a percent-encoded `/`, `?` or `#` is refused: behind a
+/// cluster URL with a path (a gateway, Rancher) it would reach past that path with the cluster's credential.
+fn upstream_target(uri: &http::Uri) -> Result<http::Uri, ServerError> {
+    let refuse = |why: &str| ServerError::BadRequest(format!("proxy path: {why}"));
+    let raw = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+    let rest = raw.strip_prefix(PREFIX).filter(|r| r.starts_with('/')).ok_or_else(|| refuse("not under the proxy"))?;
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    if path.split('/').any(is_dot_segment) {
+        return Err(refuse("`.` and `..` segments are not allowed"));
+    }
+    if has_encoded_delimiter(path) {
+        return Err(refuse("percent-encoded `/`, `?` and `#` are not allowed"));
+    }
+    rest.parse().map_err(|_| refuse("not a valid path"))
+}
+
+/// `.` or `..`, with any of its dots written `%2e`.
+fn is_dot_segment(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let (mut dots, mut i) = (0, 0);
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'.', _, _) => i += 1,
+            (b'%', Some(b'2'), Some(b'e' | b'E')) => i += 3,
+            _ => return false,
+        }
+        dots += 1;
+    }
+    matches!(dots, 1 | 2)
+}
+
+/// Whether the path holds `%2f`, `%3f` or `%23` (either case).
+fn has_encoded_delimiter(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'f') | (b'3', b'f') | (b'2', b'3'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(path: &str) -> Result<String, String> {
+        upstream_target(&path.parse().unwrap()).map(|u| u.to_string()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_path_goes_on_as_it_was_sent() {
+        assert_eq!(
+            target("/api/kubernetes/proxy/api/v1/pods?watch=1&labelSelector=a%3Db"),
+            Ok("/api/v1/pods?watch=1&labelSelector=a%3Db".into())
+        );
+        assert_eq!(target("/api/kubernetes/proxy/api/v1/namespaces/a%20b"), Ok("/api/v1/namespaces/a%20b".into()));
+        assert_eq!(target("/api/kubernetes/proxy/version"), Ok("/version".into()));
+        assert_eq!(
+            target("/api/kubernetes/proxy/api/v1/namespaces/x..y/pods"),
+            Ok("/api/v1/namespaces/x..y/pods".into())
+        );
+    }
+
+    #[test]
+    fn dot_segments_and_encoded_delimiters_are_refused() {
+        for bad in [
+            "/api/kubernetes/proxy/api/v1/../../admin",
+            "/api/kubernetes/proxy/api/v1/%2e%2e/secrets",
+            "/api/kubernetes/proxy/api/v1/.%2E/secrets",
+            "/api/kubernetes/proxy/api/v1/./pods",
+            "/api/kubernetes/proxy/api/v1/namespaces%2Fkube-system/secrets",
+            "/api/kubernetes/proxy/api/v1/pods%3Fwatch=1",
+            "/api/kubernetes/proxy/api/v1/pods%23fragment",
+        ] {
+            let err = target(bad).unwrap_err();
+            assert!(err.starts_with("proxy path: "), "{bad}: {err}");
+        }
+    }
 }

@@ -110,9 +110,9 @@ impl KubeauthServer {
 
     /// Locates the clusters and validates each against the registry: what `kubeauth serve` runs before it
     /// listens, so that a wrong configuration starts nothing.
-    pub async fn check(&self) -> Result<Vec<ClusterDetails>, ServerError> {
+    pub async fn check(&self) -> Result<kubeauth::Located, ServerError> {
         let clusters = self.kubeauth.clusters().await?;
-        for cluster in &clusters {
+        for cluster in clusters.iter() {
             self.kubeauth.registry().validate(cluster).map_err(kubeauth::Error::from)?;
         }
         Ok(clusters)
@@ -157,20 +157,21 @@ impl KubeauthServer {
     }
 
     /// The located clusters; the connector forgets the ones no longer located.
-    pub(crate) async fn clusters(&self) -> Result<Vec<ClusterDetails>, ServerError> {
+    pub(crate) async fn clusters(&self) -> Result<kubeauth::Located, ServerError> {
         Ok(self.kubeauth.clusters().await?)
     }
 
-    pub(crate) async fn cluster(&self, name: Option<&str>) -> Result<ClusterDetails, ServerError> {
-        let clusters = self.clusters().await?;
-        match name {
-            Some(name) => clusters
-                .into_iter()
-                .find(|c| c.name == name)
-                .ok_or_else(|| ServerError::ClusterNotFound(name.to_owned())),
-            None if clusters.len() == 1 => Ok(clusters.into_iter().next().expect("one cluster")),
-            None => Err(ServerError::ClusterHeaderRequired(clusters.len())),
-        }
+    /// The cluster called `name`, or the only one when no name is given.
+    pub(crate) async fn cluster(&self, name: Option<&str>) -> Result<LocatedCluster, ServerError> {
+        let list = self.clusters().await?;
+        let index = match (name, list.len()) {
+            (Some(name), _) => {
+                list.iter().position(|c| c.name == name).ok_or_else(|| ServerError::ClusterNotFound(name.to_owned()))?
+            }
+            (None, 1) => 0,
+            (None, count) => return Err(ServerError::ClusterHeaderRequired(count)),
+        };
+        Ok(LocatedCluster { list, index })
     }
 
     /// A kube client for `cluster`, over the connector's connections of the cluster.
@@ -189,6 +190,20 @@ impl KubeauthServer {
         auth: &RequestAuth,
     ) -> Result<kubeauth::ClusterHttpClient, ServerError> {
         Ok(self.kubeauth.connector().http_client(cluster, auth).await?)
+    }
+}
+
+/// One cluster of the located list, without a copy of it.
+pub(crate) struct LocatedCluster {
+    list: kubeauth::Located,
+    index: usize,
+}
+
+impl std::ops::Deref for LocatedCluster {
+    type Target = ClusterDetails;
+
+    fn deref(&self) -> &ClusterDetails {
+        &self.list[self.index]
     }
 }
 
@@ -240,14 +255,14 @@ pub(crate) async fn clusters(State(server): State<Arc<KubeauthServer>>) -> Resul
     let items: Vec<ClusterItem> = server
         .clusters()
         .await?
-        .into_iter()
+        .iter()
         .map(|c| ClusterItem {
-            auth: server.kubeauth.registry().present_auth_metadata(&c),
+            auth: server.kubeauth.registry().present_auth_metadata(c),
             auth_provider: c.auth_provider().unwrap_or_default().to_owned(),
             oidc_token_provider: c.oidc_token_provider().map(str::to_owned),
-            name: c.name,
-            title: c.title,
-            dashboard_url: c.dashboard_url,
+            name: c.name.clone(),
+            title: c.title.clone(),
+            dashboard_url: c.dashboard_url.clone(),
         })
         .collect();
     Ok(Json(serde_json::json!({ "items": items })))

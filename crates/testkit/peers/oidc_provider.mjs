@@ -68,6 +68,8 @@ const provider = new Provider(issuer, {
   cookies: { keys: ['kubeauth-test-cookie-key'] },
 });
 provider.proxy = false;
+// One line per token granted: `grant <client id> <grant type>`.
+provider.on('grant.success', (ctx) => console.log(`grant ${ctx.oidc.client?.clientId} ${ctx.oidc.params?.grant_type}`));
 
 const callback = provider.callback();
 const server = https.createServer(

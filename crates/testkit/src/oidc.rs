@@ -154,6 +154,12 @@ impl OidcPeer {
             .collect()
     }
 
+    /// How many tokens it granted to `client_id` with `grant_type` (`authorization_code`, `refresh_token`, …).
+    pub fn grants(&self, client_id: &str, grant_type: &str) -> usize {
+        let line = format!("grant {client_id} {grant_type}");
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|l| *l == line).count()
+    }
+
     /// The requests whose user agent starts with `kubeauth/`.
     pub fn requests_from_kubeauth(&self) -> Vec<String> {
         self.requests().into_iter().filter(|r| r.contains(" ua=kubeauth/")).collect()

@@ -145,7 +145,12 @@ impl Connector {
     /// A raw HTTP client for `cluster`, authenticated by its provider (with `auth` for client-side ones): what
     /// a proxy forwards requests with.
     pub async fn http_client(&self, cluster: &ClusterDetails, auth: &RequestAuth) -> Result<ClusterHttpClient, Error> {
-        let (ready, layer, _) = self.bind(cluster, auth).await?;
+        let (ready, layer) = self.layer(cluster, auth).await?;
+        // A user's token that is missing is this cluster's error now, before anything is sent; a server-side
+        // credential is got (and its failure reported) by the first request.
+        if ready.shared_layer.is_none() {
+            layer.credential().await?;
+        }
         Ok(http_client(&ready, layer))
     }
 
@@ -179,6 +184,17 @@ impl Connector {
         cluster: &ClusterDetails,
         auth: &RequestAuth,
     ) -> Result<(Arc<Ready>, CredentialLayer, Credential), Error> {
+        let (ready, layer) = self.layer(cluster, auth).await?;
+        let credential = layer.credential().await?;
+        Ok((ready, layer, credential))
+    }
+
+    /// The cluster's entry ready for use, and its credential layer for `auth`.
+    async fn layer(
+        &self,
+        cluster: &ClusterDetails,
+        auth: &RequestAuth,
+    ) -> Result<(Arc<Ready>, CredentialLayer), Error> {
         let entry = self.entry(cluster)?;
         let ready = entry.ready.get_or_try_init(|| async { self.build(&entry).map(Arc::new) }).await?.clone();
         let layer = match &ready.shared_layer {
@@ -190,8 +206,7 @@ impl Connector {
                 auth: auth.clone(),
             })),
         };
-        let credential = layer.credential().await?;
-        Ok((ready, layer, credential))
+        Ok((ready, layer))
     }
 
     /// The entry of `cluster`: the existing one if nothing that matters changed, else a new one.

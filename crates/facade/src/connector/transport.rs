@@ -13,7 +13,7 @@ use http::{Request, Response, Uri, header};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kubeauth_core::{BoxError, ClusterDetails};
 use tower::ServiceExt as _;
@@ -29,6 +29,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// [`PING_TIMEOUT`]: a dead connection is noticed before a request waits on it (client-go's rule).
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// What the HTTP/2 connection reads from its socket at once: TLS reads 4 KiB at a time, and the answers of
+/// many requests arrive together on one connection, so a buffer under TLS saves most of the reads.
+const READ_BUFFER: usize = 32 * 1024;
 
 type H1Client = hyper_util::client::legacy::Client<Counting, RequestBody>;
 
@@ -36,8 +39,10 @@ type H1Client = hyper_util::client::legacy::Client<Counting, RequestBody>;
 pub(crate) struct Transport {
     cluster: Arc<str>,
     base: Base,
-    /// For https: makes the HTTP/2 connection (ALPN `h2`, then `http/1.1`).
-    h2_connector: Option<HttpsConnector<HttpConnector>>,
+    /// Opens TCP connections (name resolution, connect timeout, no Nagle delay).
+    tcp: HttpConnector,
+    /// For https: the TLS settings of the HTTP/2 connection (ALPN `h2`, then `http/1.1`).
+    h2_tls: Option<Arc<rustls::ClientConfig>>,
     /// Makes HTTP/1.1 connections (ALPN `http/1.1` only, or plain http).
     h1_connector: HttpsConnector<HttpConnector>,
     h1: OnceLock<H1Client>,
@@ -64,19 +69,20 @@ impl Transport {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let (h1_connector, h2_connector) = if base.https {
+        let (h1_connector, h2_tls) = if base.https {
             let h1 = rustls_config(cluster, identity, &[b"http/1.1"])?;
             let h2 = rustls_config(cluster, identity, &[b"h2", b"http/1.1"])?;
-            (HttpsConnector::from((http.clone(), h1)), Some(HttpsConnector::from((http, h2))))
+            (HttpsConnector::from((http.clone(), h1)), Some(Arc::new(h2)))
         } else {
             // Plain http (a local `kubectl proxy`): TLS settings are not used.
             let tls = rustls_config(cluster, None, &[])?;
-            (HttpsConnector::from((http, tls)), None)
+            (HttpsConnector::from((http.clone(), tls)), None)
         };
         Ok(Self {
             cluster: cluster.name.as_str().into(),
             base,
-            h2_connector,
+            tcp: http,
+            h2_tls,
             h1_connector,
             h1: OnceLock::new(),
             h2: RwLock::new(None),
@@ -89,7 +95,7 @@ impl Transport {
     /// Sends a request whose URI is a path (and query) under the cluster's URL.
     pub(crate) async fn send(&self, mut request: Request<RequestBody>) -> Result<Response<Incoming>, BoxError> {
         *request.uri_mut() = self.base.absolute(request.uri())?;
-        if self.h2_connector.is_none() || is_upgrade(&request) || self.http1_only.load(Ordering::Relaxed) {
+        if self.h2_tls.is_none() || is_upgrade(&request) || self.http1_only.load(Ordering::Relaxed) {
             return self.send_http1(request).await;
         }
         // At most one retry, only for a request that never left: the connection closed just before.
@@ -136,10 +142,14 @@ impl Transport {
         if self.http1_only.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let connector = self.h2_connector.clone().ok_or("no TLS connector")?;
-        let io = connector.oneshot(self.base.origin.clone()).await?;
+        let tls = self.h2_tls.clone().ok_or("no TLS settings")?;
+        let tcp = self.tcp.clone().oneshot(self.base.origin.clone()).await?.into_inner();
         self.opened.fetch_add(1, Ordering::Relaxed);
-        if !io.connected().is_negotiated_h2() {
+        let server_name = rustls::pki_types::ServerName::try_from(self.base.host.clone())?;
+        let io = tokio_rustls::TlsConnector::from(tls)
+            .connect(server_name, tokio::io::BufReader::with_capacity(READ_BUFFER, tcp))
+            .await?;
+        if io.get_ref().1.alpn_protocol() != Some(b"h2") {
             tracing::debug!(cluster = %self.cluster, "the API server does not offer HTTP/2; using HTTP/1.1");
             self.http1_only.store(true, Ordering::Relaxed);
             return Ok(None);
@@ -150,7 +160,7 @@ impl Transport {
             .keep_alive_timeout(PING_TIMEOUT)
             .keep_alive_while_idle(true)
             .adaptive_window(true)
-            .handshake(io)
+            .handshake(hyper_util::rt::TokioIo::new(io))
             .await?;
         let cluster = self.cluster.clone();
         tokio::spawn(async move {
@@ -210,6 +220,8 @@ struct Base {
     origin: Uri,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
+    /// The host as TLS names it (no brackets around an IPv6 address).
+    host: String,
     /// The URL's path without its trailing `/` (empty for most clusters).
     prefix: String,
 }
@@ -233,7 +245,8 @@ impl Base {
             .path_and_query("/")
             .build()
             .map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { https, origin, scheme, authority, prefix: uri.path().trim_end_matches('/').to_owned() })
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        Ok(Self { https, origin, scheme, authority, host, prefix: uri.path().trim_end_matches('/').to_owned() })
     }
 
     /// The absolute URI of a request path and query (`/api/v1/pods?watch=1`).
