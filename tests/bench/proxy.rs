@@ -369,7 +369,7 @@ fn main() {
     let fanout = |clusters: usize, oidc: bool| -> (f64, u64) {
         let forwarder = runtime.block_on(kubeauth_testkit::forward::CountingForwarder::start(api_server));
         let auth = if oidc {
-            format!("          authProvider: oidc\n          oidcTokenProvider: bench\n")
+            "          authProvider: oidc\n          oidcTokenProvider: bench\n".to_string()
         } else {
             format!(
                 "          authProvider: serviceAccount\n          serviceAccountToken: {}\n",

@@ -167,7 +167,7 @@ async fn a_token_invalidated_mid_watch_keeps_the_watch_and_the_next_request_gets
     read_until(&mut stream, &mut received, "faults-after-invalidation").await;
     // New requests with the invalidated token: the API server's 401, passed through, once its authentication
     // cache (10 s for accepted tokens) lets go of the token.
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let status = loop {
         let next = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces", &[]).await.unwrap();
         if next.status != 200 || started.elapsed() > Duration::from_secs(30) {

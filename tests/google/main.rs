@@ -171,18 +171,10 @@ async fn the_last_good_list_is_kept_when_a_refresh_fails() {
     let key = env.google.service_account("refresh@kubeauth-test.iam.gserviceaccount.com");
     let provider = kubeauth::google_service_account::GoogleServiceAccountProvider::with_key_json(&key).unwrap();
     let token = Arc::new(Flaky { key: provider, calls: AtomicUsize::new(0) });
-    let settings = GkeSettings {
-        project_id: PROJECT.into(),
-        region: "-".into(),
-        auth_provider: "google".into(),
-        skip_tls_verify: false,
-        skip_metrics_lookup: false,
-        expose_dashboard: false,
-        matching_resource_labels: vec![],
-        // Every call refreshes.
-        refresh_interval: Duration::ZERO,
-        api_base_url: env.google.url().into(),
-    };
+    let mut settings = GkeSettings::new(PROJECT);
+    // Every call refreshes.
+    settings.refresh_interval = Duration::ZERO;
+    settings.api_base_url = env.google.url().into();
     let locator = GkeLocator::new(settings, "gke test", token.clone());
     let first = locator.clusters().await.unwrap();
     assert_eq!(first.len(), 2);

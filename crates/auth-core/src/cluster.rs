@@ -129,7 +129,7 @@ impl ClusterDetails {
             match self.ca_certificates_der() {
                 Err(Error::Config { key, message, .. }) => issues.push(ValidationIssue::new(key, message)),
                 Err(Error::Io { key, path, source, .. }) => {
-                    issues.push(ValidationIssue::new(key, format!("cannot read `{}`: {source}", path.display())))
+                    issues.push(ValidationIssue::new(key, format!("cannot read `{}`: {source}", path.display())));
                 }
                 _ => {}
             }

@@ -124,7 +124,7 @@ async fn check(kubeauth: &Kubeauth, cluster: &ClusterDetails) -> Report {
     let auth = match crate::login::user_auth(kubeauth, cluster, None).await {
         Ok(None) => RequestAuth::none(),
         Ok(Some(user)) => user.auth,
-        Err(crate::failure::Failure::Config(message) | crate::failure::Failure::Runtime(message)) => {
+        Err(Failure::Config(message) | Failure::Runtime(message)) => {
             return failed(
                 report,
                 "login",

@@ -219,7 +219,7 @@ impl CatalogLocator {
             match self.cluster(entity).await {
                 Ok(cluster) => clusters.push(cluster),
                 Err(reason) => {
-                    tracing::warn!(locator = %self.source, entity = %reference, %reason, "refused a cluster entity of the catalog")
+                    tracing::warn!(locator = %self.source, entity = %reference, %reason, "refused a cluster entity of the catalog");
                 }
             }
         }

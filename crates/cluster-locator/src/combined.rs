@@ -15,6 +15,7 @@ use crate::{
 
 /// What some locator methods need from outside the config: the gke method's Google token.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct LocatorServices {
     /// The token the gke method lists clusters with.
     pub google_token: Option<Arc<dyn AccessTokenSource>>,
@@ -49,9 +50,11 @@ pub trait ClusterLocator: Send + Sync {
 pub struct CombinedLocator {
     methods: Vec<(String, Arc<dyn ClusterLocator>)>,
     continue_on_error: bool,
-    /// The last combined list and the methods' lists it was made from.
-    last: Arc<Mutex<Option<(Vec<Located>, Located)>>>,
+    last: Arc<Mutex<Option<LastCombined>>>,
 }
+
+/// The last combined list, and the methods' lists it was made from.
+type LastCombined = (Vec<Located>, Located);
 
 impl std::fmt::Debug for CombinedLocator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -242,29 +245,29 @@ fn gke_settings(method: &LocatorMethodConfig, ctx: &ResolveContext) -> Result<Gk
     let project_id = string("projectId", &method.project_id)?
         .filter(|p| !p.trim().is_empty())
         .ok_or("projectId: missing: type gke needs the Google Cloud project to list")?;
-    let auth_provider = string("authProvider", &method.auth_provider)?.unwrap_or_else(|| "google".into());
-    if !matches!(auth_provider.as_str(), "google" | "googleServiceAccount") {
-        return Err(format!("authProvider: `{auth_provider}` is not google or googleServiceAccount"));
+    let mut settings = GkeSettings::new(project_id);
+    if let Some(auth_provider) = string("authProvider", &method.auth_provider)? {
+        if !matches!(auth_provider.as_str(), "google" | "googleServiceAccount") {
+            return Err(format!("authProvider: `{auth_provider}` is not google or googleServiceAccount"));
+        }
+        settings.auth_provider = auth_provider;
     }
-    let refresh_minutes = method.refresh_interval_minutes.unwrap_or(60);
-    if refresh_minutes == 0 {
-        return Err("refreshIntervalMinutes: must be at least 1".into());
+    if let Some(minutes) = method.refresh_interval_minutes {
+        if minutes == 0 {
+            return Err("refreshIntervalMinutes: must be at least 1".into());
+        }
+        settings.refresh_interval = Duration::from_secs(minutes * 60);
     }
-    Ok(GkeSettings {
-        project_id,
-        region: string("region", &method.region)?.unwrap_or_else(|| "-".into()),
-        auth_provider,
-        skip_tls_verify: boolean("skipTLSVerify", &method.skip_tls_verify)?,
-        skip_metrics_lookup: boolean("skipMetricsLookup", &method.skip_metrics_lookup)?,
-        expose_dashboard: boolean("exposeDashboard", &method.expose_dashboard)?,
-        matching_resource_labels: method
-            .matching_resource_labels
-            .iter()
-            .flatten()
-            .map(|l| (l.key.clone(), l.value.clone()))
-            .collect(),
-        refresh_interval: std::time::Duration::from_secs(refresh_minutes * 60),
-        api_base_url: string("apiBaseUrl", &method.api_base_url)?
-            .unwrap_or_else(|| "https://container.googleapis.com".into()),
-    })
+    if let Some(region) = string("region", &method.region)? {
+        settings.region = region;
+    }
+    if let Some(url) = string("apiBaseUrl", &method.api_base_url)? {
+        settings.api_base_url = url;
+    }
+    settings.skip_tls_verify = boolean("skipTLSVerify", &method.skip_tls_verify)?;
+    settings.skip_metrics_lookup = boolean("skipMetricsLookup", &method.skip_metrics_lookup)?;
+    settings.expose_dashboard = boolean("exposeDashboard", &method.expose_dashboard)?;
+    settings.matching_resource_labels =
+        method.matching_resource_labels.iter().flatten().map(|l| (l.key.clone(), l.value.clone())).collect();
+    Ok(settings)
 }

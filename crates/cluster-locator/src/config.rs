@@ -12,6 +12,7 @@ use crate::{ConfigBool, ConfigString, LocatorError};
 /// a Backstage app-config can be used as it is.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[schemars(title = "kubeauth configuration (the kubernetes section of a Backstage app-config.yaml)")]
+#[non_exhaustive]
 pub struct AppConfig {
     /// Backstage's `kubernetes` section.
     #[serde(default)]
@@ -29,6 +30,7 @@ pub struct AppConfig {
 /// accepted and ignored here.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct KubernetesConfig {
     /// The methods that find clusters, run in order.
     #[serde(default)]
@@ -50,6 +52,7 @@ pub struct KubernetesConfig {
 /// The `kubeauth` section: settings of kubeauth beyond Backstage's.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
 pub struct KubeauthConfig {
     /// How `kubeauth login` signs the user in, for clusters with a client-side provider (oidc, google, aks, and
     /// custom ones).
@@ -66,6 +69,7 @@ pub struct KubeauthConfig {
 /// `kubeauth.server`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Callers of the API must authenticate (off by default on a loopback address; required elsewhere).
     pub auth: Option<ServerAuthConfig>,
@@ -74,6 +78,7 @@ pub struct ServerConfig {
 /// `kubeauth.server.auth`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ServerAuthConfig {
     /// Callers send one of these in `Authorization: Bearer <token>` (secret). `/healthz` and `/readyz` stay open.
     #[schemars(extend("writeOnly" = true))]
@@ -84,6 +89,7 @@ pub struct ServerAuthConfig {
 /// `kubeauth.catalog`: the Backstage catalog's HTTP API.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CatalogConfig {
     /// The Backstage backend's base URL; the catalog is at `<baseUrl>/api/catalog` (required).
     pub base_url: Option<ConfigString>,
@@ -197,6 +203,7 @@ impl JsonSchema for LoginEntry {
 /// from the client-side provider's defaults (Google's issuer, Entra ID's scopes, …).
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
 pub struct LoginProviderConfig {
     /// The issuer URL (required for oidc; google: `https://accounts.google.com`; aks: from `tenantId`).
     pub issuer: Option<ConfigString>,
@@ -228,6 +235,7 @@ impl LoginProviderConfig {
 /// `kubernetes.serviceLocatorMethod`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ServiceLocatorMethod {
     /// `multiTenant` or `singleTenant`.
     #[serde(rename = "type")]
@@ -237,6 +245,7 @@ pub struct ServiceLocatorMethod {
 /// One entry of `clusterLocatorMethods`: `type` and the keys of that type.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct LocatorMethodConfig {
     /// `config`, `localKubectlProxy` or `gke`.
     #[serde(rename = "type")]
@@ -276,6 +285,7 @@ pub struct LocatorMethodConfig {
 /// A `{key, value}` resource label to match.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ResourceLabel {
     /// The label's key.
     pub key: String,
@@ -286,6 +296,7 @@ pub struct ResourceLabel {
 /// A cluster entry of the `config` method, with Backstage's keys.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ClusterConfig {
     /// Unique name of the cluster (required).
     pub name: Option<ConfigString>,
@@ -330,6 +341,7 @@ pub struct ClusterConfig {
 /// `{group, apiVersion, plural}` of a custom resource.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CustomResourceMatcherConfig {
     /// API group.
     pub group: String,

@@ -15,6 +15,7 @@ pub trait AccessTokenSource: Send + Sync + 'static {
 
 /// The settings of a `gke` method, resolved.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct GkeSettings {
     /// The project.
     pub project_id: String,
@@ -34,6 +35,25 @@ pub struct GkeSettings {
     pub refresh_interval: Duration,
     /// The GKE API's base URL.
     pub api_base_url: String,
+}
+
+impl GkeSettings {
+    /// The settings of a method listing the clusters of `project_id`, with the defaults of the config: every
+    /// location, the `google` provider, TLS verified with the clusters' CA, metrics looked up, no dashboard,
+    /// no label filter, refreshed every 60 minutes, Google's GKE API.
+    pub fn new(project_id: impl Into<String>) -> Self {
+        Self {
+            project_id: project_id.into(),
+            region: "-".into(),
+            auth_provider: "google".into(),
+            skip_tls_verify: false,
+            skip_metrics_lookup: false,
+            expose_dashboard: false,
+            matching_resource_labels: Vec::new(),
+            refresh_interval: Duration::from_secs(60 * 60),
+            api_base_url: "https://container.googleapis.com".into(),
+        }
+    }
 }
 
 /// The `gke` method: the clusters of a Google Cloud project, from the GKE API (`projects/{p}/locations/{r}/clusters`),

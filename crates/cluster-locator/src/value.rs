@@ -326,7 +326,7 @@ mod bounded_file_tests {
         assert_eq!(err, format!("$file `/dev/zero` is larger than {MAX_FILE_VALUE} bytes"));
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("bin"), [0xff, 0xfe]).unwrap();
-        let err = ConfigString::File("bin".into()).resolve(&ctx.clone().with_base_dir(dir.path())).unwrap_err();
+        let err = ConfigString::File("bin".into()).resolve(&ctx.with_base_dir(dir.path())).unwrap_err();
         assert!(err.ends_with("is not UTF-8 text"), "{err}");
     }
 }

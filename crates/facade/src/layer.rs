@@ -313,6 +313,8 @@ mod tests {
     }
 
     type Body = Full<Bytes>;
+    type Stack = tower::util::BoxService<Request<Body>, Response<()>, BoxError>;
+    type ApiServer = mock::Handle<Request<Body>, Response<()>>;
 
     fn authorization(request: &Request<Body>) -> Option<&str> {
         request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok())
@@ -324,10 +326,7 @@ mod tests {
 
     /// A service under the layer, and the handle that plays the API server. Calls are spawned: the layer's
     /// future gets the credential before it sends anything.
-    fn stack(
-        source: Arc<dyn CredentialSource>,
-    ) -> (tower::util::BoxService<Request<Body>, Response<()>, BoxError>, mock::Handle<Request<Body>, Response<()>>)
-    {
+    fn stack(source: Arc<dyn CredentialSource>) -> (Stack, ApiServer) {
         let (service, handle) = mock::pair::<Request<Body>, Response<()>>();
         // The mock is not Clone; a buffer in front of it is, as in the connector's stacks.
         let service = tower::buffer::Buffer::new(service, 8);

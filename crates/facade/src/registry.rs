@@ -397,7 +397,7 @@ mod tests {
         auth.insert_token("serviceAccount", "user-token");
         match r.credential(&c, &auth).await.unwrap() {
             Credential::BearerToken { token, .. } => {
-                assert_eq!(kubeauth_core::ExposeSecret::expose_secret(&token), "app-token")
+                assert_eq!(kubeauth_core::ExposeSecret::expose_secret(&token), "app-token");
             }
             other => panic!("{other:?}"),
         }

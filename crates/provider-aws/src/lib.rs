@@ -202,7 +202,7 @@ impl ServerSideProvider for AwsProvider {
                 format!("`{arn}` is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"),
             )),
             None if md(metadata::AWS_EXTERNAL_ID).is_some() => {
-                issues.push(ValidationIssue::new("externalId", "is only used with assumeRole, which is not set"))
+                issues.push(ValidationIssue::new("externalId", "is only used with assumeRole, which is not set"));
             }
             _ => {}
         }

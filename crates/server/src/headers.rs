@@ -17,7 +17,7 @@ pub fn request_auth_from_headers(headers: &HeaderMap) -> RequestAuth {
         }
         match rest.split_once('-') {
             Some((provider, sub)) if !provider.is_empty() && !sub.is_empty() => {
-                auth.insert_nested_token(provider, sub, token)
+                auth.insert_nested_token(provider, sub, token);
             }
             _ => auth.insert_token(rest, token),
         }

@@ -356,7 +356,7 @@ async fn fetch(
                     status_code: Some(404),
                     resource_path: Some(path.clone()),
                     message: None,
-                })
+                });
             }
             Err(kube::Error::Api(status)) => {
                 return Err(FetchError {

@@ -136,7 +136,7 @@ pub(crate) async fn proxy(
                     let (mut caller, mut upstream) = (TokioIo::new(caller), TokioIo::new(upstream));
                     match tokio::io::copy_bidirectional(&mut caller, &mut upstream).await {
                         Ok((sent, received)) => {
-                            tracing::debug!(cluster = %name, sent, received, "upgraded connection closed")
+                            tracing::debug!(cluster = %name, sent, received, "upgraded connection closed");
                         }
                         Err(e) => tracing::debug!(cluster = %name, error = %e, "upgraded connection ended"),
                     }

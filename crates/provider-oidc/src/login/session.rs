@@ -14,6 +14,7 @@ use super::LoginSettings;
 /// What a login leaves behind: the tokens, and what they are for.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Session {
     /// The issuer the tokens come from.
     pub issuer: String,

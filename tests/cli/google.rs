@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use kubeauth_testkit::google::FakeGoogle;
 
-const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
+const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth-under-test");
 const ACCOUNT: &str = "kubeauth@kubeauth-test.iam.gserviceaccount.com";
 const NON_INTERACTIVE: &str =
     r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#;

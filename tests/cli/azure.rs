@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use kubeauth_testkit::azure::{AKS_AUDIENCE, FakeEntra, fake_az};
 use kubeauth_testkit::{TestCluster, TokenReviewWebhook, user};
 
-const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
+const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth-under-test");
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const USER_OID: &str = "4b7f0c1e-5d2a-4c3b-9e8f-0a1b2c3d4e5f";
 const AKS_SCOPE: &str = "6dae42f8-4368-4678-94ff-3960e28e3630/.default";

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use kubeauth_testkit::{TestCluster, service_account};
 
-const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
+const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth-under-test");
 
 struct Run<'a> {
     dir: &'a Path,
@@ -286,7 +286,7 @@ fn schema_prints_the_committed_json_schema() {
     let dir = tempfile::tempdir().unwrap();
     let out = Run::new(dir.path()).kubeauth(&["schema"]);
     let committed =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.schema.json")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.schema.json")).unwrap();
     assert_eq!(stdout(&out), committed);
 }
 

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use kubeauth_testkit::oidc::{OidcClient, OidcPeer};
 use kubeauth_testkit::{TestCluster, user};
 
-const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
+const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth-under-test");
 const CLIENT: &str = "kubernetes";
 
 struct Env {

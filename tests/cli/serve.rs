@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use kubeauth_testkit::{Supervised, TestCluster, free_port, http};
 
-const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
+const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth-under-test");
 
 /// `kubeauth ARGS` in `dir`, with no config from the environment; its output once it exits.
 fn kubeauth(dir: &Path, args: &[&str]) -> Output {

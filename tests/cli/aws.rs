@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use kubeauth_testkit::aws::AwsTestEnv;
 use kubeauth_testkit::user;
 
-const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth");
+const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth-under-test");
 
 fn config(env: &AwsTestEnv, dir: &Path) -> std::path::PathBuf {
     let file = dir.join("app-config.yaml");

@@ -1,0 +1,214 @@
+//! The `kubeauth` command, as a library: [`main`] runs it with the process's arguments. The binary is
+//! `src/main.rs`; the end-to-end tests build the same command from here.
+//!
+//! Exit codes: 0 success, 1 a failure at run time (a provider, a cluster, the network), 2 a wrong config or
+//! wrong usage.
+
+mod clusters;
+mod context;
+mod doctor;
+mod exec_credential;
+mod failure;
+mod kubeconfig;
+mod login;
+mod serve;
+mod table;
+mod token;
+mod token_cache;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
+
+use crate::failure::Failure;
+
+/// Kubernetes authentication for every cluster.
+#[derive(Debug, Parser)]
+#[command(name = "kubeauth", version, about, propagate_version = true)]
+struct Cli {
+    /// The config file (a Backstage app-config.yaml). Else $KUBEAUTH_CONFIG, else ./app-config.yaml if present,
+    /// else the embedded default (the localKubectlProxy locator).
+    #[arg(long, global = true, env = "KUBEAUTH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How a listing is printed.
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+enum OutputFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the located clusters: title, URL, auth provider, TLS mode and configuration problems.
+    Clusters {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Check each cluster: credential, API server reachable, identity, permission to list namespaces.
+    Doctor {
+        /// Only this cluster.
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: OutputFormat,
+        /// Give up on a cluster after this many seconds.
+        #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+        timeout: u64,
+    },
+    /// Print an ExecCredential for a cluster: the kubectl exec-credential plugin.
+    Token {
+        /// The cluster.
+        #[arg(long, value_name = "NAME")]
+        cluster: String,
+        /// For oidc, google and aks clusters, when a new login is needed and kubectl allows prompting: use the
+        /// device flow (a code to enter on another device) instead of the browser.
+        #[arg(long)]
+        device: bool,
+        /// For oidc, google and aks clusters: print the login URL without starting a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Log in to the identity provider of oidc, google and aks clusters (`kubeauth.login` in the config).
+    Login {
+        /// The identity provider this cluster needs.
+        #[arg(long, value_name = "NAME", conflicts_with = "provider")]
+        cluster: Option<String>,
+        /// The identity provider: `oidc.<name>`, `google` or `aks`. Default: the only one configured.
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
+        /// Use the device flow (a code to enter on another device) instead of the browser.
+        #[arg(long)]
+        device: bool,
+        /// Print the login URL without starting a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Forget the login session of an identity provider, or every session with --all.
+    Logout {
+        /// The identity provider this cluster needs.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["provider", "all"])]
+        cluster: Option<String>,
+        /// The identity provider: `oidc.<name>`, `google` or `aks`.
+        #[arg(long, value_name = "NAME", conflicts_with = "all")]
+        provider: Option<String>,
+        /// Every stored session.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Write a kubeconfig whose users run `kubeauth token` for the located clusters.
+    Kubeconfig {
+        /// Only this cluster.
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
+        /// Write to this file (mode 0600) instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Serve the Backstage-compatible Kubernetes API: the cluster list and the authenticating proxy.
+    Serve {
+        /// Where to listen (a loopback address).
+        #[arg(long, default_value = kubeauth_server::DEFAULT_LISTEN, value_name = "ADDR")]
+        listen: SocketAddr,
+    },
+    /// Print the JSON Schema of the config.
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs the command with the process's arguments and environment; its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return failure::exit(Failure::Runtime(format!("cannot start the async runtime: {e}"))),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(failure) => failure::exit(failure),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        // kube-client logs every failed connection at error level; the commands report those themselves.
+        0 => "warn,kube_client=off,kubeauth=info,kubeauth_server=info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // aws-sigv4 traces the canonical request it signs, session token included: never, whatever RUST_LOG says.
+    for directive in ["aws_sigv4=off"] {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    // Colours only for a person at a terminal, not in files and pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+}
+
+fn target<'a>(cluster: Option<&'a str>, provider: Option<&'a str>) -> login::Target<'a> {
+    match (cluster, provider) {
+        (Some(cluster), _) => login::Target::Cluster(cluster),
+        (None, Some(provider)) => login::Target::Provider(provider),
+        (None, None) => login::Target::Default,
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Clusters { output } => clusters::run(config, output).await,
+        Command::Doctor { cluster, output, timeout } => doctor::run(config, cluster.as_deref(), output, timeout).await,
+        Command::Token { cluster, device, no_browser } => {
+            token::run(config, &cluster, login::PromptOptions { device, no_browser }).await
+        }
+        Command::Login { cluster, provider, device, no_browser } => {
+            login::run_login(
+                config,
+                target(cluster.as_deref(), provider.as_deref()),
+                login::PromptOptions { device, no_browser },
+            )
+            .await
+        }
+        Command::Logout { cluster, provider, all } => {
+            let target = if all { None } else { Some(target(cluster.as_deref(), provider.as_deref())) };
+            if target.as_ref().is_some_and(|t| matches!(t, login::Target::Default)) {
+                return Err(Failure::Config("say what to log out of: --cluster, --provider or --all".into()));
+            }
+            login::run_logout(config, target).await
+        }
+        Command::Kubeconfig { cluster, output } => kubeconfig::run(config, cluster.as_deref(), output.as_deref()).await,
+        Command::Serve { listen } => serve::run(config, listen).await,
+        Command::Schema => {
+            print!("{}", kubeauth::locator::config_schema_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kubeauth", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
