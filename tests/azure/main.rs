@@ -8,8 +8,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use kubeauth::{ClusterDetails, Credential, Registry, RequestAuth, ServerSideProvider};
 use kubeauth_azure::AzureProvider;
-use kubeauth_testkit::azure::{Behaviour, FakeEntra};
-use kubeauth_testkit::{TestCluster, TokenReviewWebhook, user};
+use kubeauth_testkit::azure::{AzureTestEnv, Behaviour, FakeEntra};
+use kubeauth_testkit::user;
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const APP_OID: &str = "0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6";
@@ -17,20 +17,15 @@ const WORKLOAD_OID: &str = "1e2f3a4b-5c6d-7e8f-90a1-b2c3d4e5f6a7";
 const MANAGED_OID: &str = "2f3a4b5c-6d7e-8f90-a1b2-c3d4e5f6a7b8";
 const CERT_OID: &str = "3a4b5c6d-7e8f-90a1-b2c3-d4e5f6a7b8c9";
 
-struct Env {
-    entra: FakeEntra,
-    _webhook: TokenReviewWebhook,
-    cluster: TestCluster,
-}
+type Env = AzureTestEnv;
 
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        let entra = FakeEntra::start(TENANT, MANAGED_OID);
-        entra.add_client_secret("app-client-id", "app-secret-value", APP_OID);
-        entra.add_federated("workload-client-id", "projected-service-account-token", WORKLOAD_OID);
-        let (cluster, webhook) = TestCluster::start_with_verifier(entra.tokens().verifier());
-        Env { entra, _webhook: webhook, cluster }
+        let env = AzureTestEnv::start(TENANT, MANAGED_OID);
+        env.entra.add_client_secret("app-client-id", "app-secret-value", APP_OID);
+        env.entra.add_federated("workload-client-id", "projected-service-account-token", WORKLOAD_OID);
+        env
     })
 }
 

@@ -6,28 +6,20 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use kubeauth_testkit::azure::{AKS_AUDIENCE, FakeEntra, fake_az};
-use kubeauth_testkit::{TestCluster, TokenReviewWebhook, user};
+use kubeauth_testkit::azure::{AKS_AUDIENCE, AzureTestEnv, fake_az};
+use kubeauth_testkit::user;
 
 const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth-under-test");
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const USER_OID: &str = "4b7f0c1e-5d2a-4c3b-9e8f-0a1b2c3d4e5f";
 const AKS_SCOPE: &str = "6dae42f8-4368-4678-94ff-3960e28e3630/.default";
 
-struct Env {
-    entra: FakeEntra,
-    _webhook: TokenReviewWebhook,
-    cluster: TestCluster,
-}
+type Env = AzureTestEnv;
 
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
-    ENV.get_or_init(|| {
-        // The managed identity (and the az user) have USER_OID.
-        let entra = FakeEntra::start(TENANT, USER_OID);
-        let (cluster, webhook) = TestCluster::start_with_verifier(entra.tokens().verifier());
-        Env { entra, _webhook: webhook, cluster }
-    })
+    // The managed identity (and the az user) have USER_OID.
+    ENV.get_or_init(|| AzureTestEnv::start(TENANT, USER_OID))
 }
 
 /// The seed's config, as written.

@@ -7,8 +7,12 @@ use crate::{
     ServerSideProvider, ValidationIssue,
 };
 
-/// Checks of a cluster's configuration, run at startup.
-type Validate = Box<dyn Fn(&ClusterDetails) -> Vec<ValidationIssue> + Send + Sync>;
+/// Checks of a cluster's configuration, run at startup: every problem found, each with its config key.
+pub trait ClusterCheck: Fn(&ClusterDetails) -> Vec<ValidationIssue> + Send + Sync + 'static {}
+
+impl<T: Fn(&ClusterDetails) -> Vec<ValidationIssue> + Send + Sync + 'static> ClusterCheck for T {}
+
+type Validate = Box<dyn ClusterCheck>;
 
 /// A server-side provider from an async function of the cluster (see [`server_side_fn`]).
 pub struct ServerSideFn<F> {
@@ -81,10 +85,7 @@ where
 impl<F> ServerSideFn<F> {
     /// Checks of a cluster's configuration, run at startup for every cluster of this provider.
     #[must_use]
-    pub fn with_validation(
-        mut self,
-        validate: impl Fn(&ClusterDetails) -> Vec<ValidationIssue> + Send + Sync + 'static,
-    ) -> Self {
+    pub fn with_validation(mut self, validate: impl ClusterCheck) -> Self {
         self.validate = Some(Box::new(validate));
         self
     }
@@ -102,10 +103,7 @@ impl<F> ClientSideFn<F> {
 
     /// Checks of a cluster's configuration, run at startup for every cluster of this provider.
     #[must_use]
-    pub fn with_validation(
-        mut self,
-        validate: impl Fn(&ClusterDetails) -> Vec<ValidationIssue> + Send + Sync + 'static,
-    ) -> Self {
+    pub fn with_validation(mut self, validate: impl ClusterCheck) -> Self {
         self.validate = Some(Box::new(validate));
         self
     }

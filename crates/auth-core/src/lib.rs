@@ -38,7 +38,7 @@ pub use chain::ServerSideChain;
 pub use cluster::{ClusterDetails, CustomResourceMatcher, ValidationIssue};
 pub use credential::{Credential, CredentialKind};
 pub use error::{BoxError, Error, report};
-pub use from_fn::{ClientSideFn, ServerSideFn, client_side_fn, server_side_fn};
+pub use from_fn::{ClientSideFn, ClusterCheck, ServerSideFn, client_side_fn, server_side_fn};
 pub use login::{LoginName, LoginPreset, SendToken};
 pub use provider::{ClientSideProvider, CredentialFuture, ProviderSide, ServerSideProvider};
 pub use request_auth::RequestAuth;

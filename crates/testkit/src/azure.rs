@@ -465,3 +465,29 @@ async fn entra_handle(
         serde_json::json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}),
     )
 }
+
+/// A kube-apiserver that authenticates Entra ID tokens of a [`FakeEntra`] through its TokenReview webhook,
+/// shared by the tests of a binary.
+pub struct AzureTestEnv {
+    /// Entra ID and IMDS.
+    pub entra: FakeEntra,
+    /// The webhook the API server asks.
+    pub webhook: crate::TokenReviewWebhook,
+    /// The API server.
+    pub cluster: crate::TestCluster,
+}
+
+impl std::fmt::Debug for AzureTestEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureTestEnv").field("cluster", &self.cluster).finish_non_exhaustive()
+    }
+}
+
+impl AzureTestEnv {
+    /// Entra ID of `tenant` (its managed identity `managed_oid`) and an API server that trusts its tokens.
+    pub fn start(tenant: &str, managed_oid: &str) -> Self {
+        let entra = FakeEntra::start(tenant, managed_oid);
+        let (cluster, webhook) = crate::TestCluster::start_with_verifier(entra.tokens().verifier());
+        Self { entra, webhook, cluster }
+    }
+}
