@@ -45,6 +45,9 @@ fn kubeauth_with(env: &Env, dir: &Path, args: &[&str], extra: &[(&str, String)])
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
     let mut command = Command::new(KUBEAUTH);
     command.args(args).current_dir(dir).env_clear();
+    if dir.join("app-config.yaml").is_file() {
+        command.env("KUBEAUTH_CONFIG", "app-config.yaml");
+    }
     command
         .env("PATH", path)
         .env("HOME", dir)

@@ -11,11 +11,19 @@ const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth-under-test");
 struct Run<'a> {
     dir: &'a Path,
     env: Vec<(&'a str, String)>,
+    /// Name the folder's `app-config.yaml` (when there is one) in `KUBEAUTH_CONFIG`.
+    named: bool,
 }
 
 impl<'a> Run<'a> {
     fn new(dir: &'a Path) -> Self {
-        Self { dir, env: vec![("KUBEAUTH_CACHE_DIR", dir.join("cache").display().to_string())] }
+        Self { dir, env: vec![("KUBEAUTH_CACHE_DIR", dir.join("cache").display().to_string())], named: true }
+    }
+
+    /// Leaves the folder's `app-config.yaml` unnamed.
+    fn unnamed(mut self) -> Self {
+        self.named = false;
+        self
     }
 
     fn env(mut self, name: &'a str, value: impl Into<String>) -> Self {
@@ -26,6 +34,9 @@ impl<'a> Run<'a> {
     fn kubeauth(&self, args: &[&str]) -> Output {
         let mut command = Command::new(KUBEAUTH);
         command.args(args).current_dir(self.dir).env_remove("KUBEAUTH_CONFIG").env_remove("KUBERNETES_EXEC_INFO");
+        if self.named && self.dir.join("app-config.yaml").is_file() {
+            command.env("KUBEAUTH_CONFIG", "app-config.yaml");
+        }
         for (k, v) in &self.env {
             command.env(k, v);
         }
@@ -254,16 +265,19 @@ fn clusters_lists_every_cluster_with_its_problems() {
 }
 
 #[test]
-fn the_config_comes_from_the_flag_the_variable_the_folder_or_the_default() {
+fn the_config_comes_from_the_flag_or_the_variable_never_unasked_from_the_folder() {
     let dir = tempfile::tempdir().unwrap();
     // The embedded default: the localKubectlProxy cluster.
     let out = Run::new(dir.path()).kubeauth(&["clusters", "-o", "json"]);
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0]["name"], "local");
-    // ./app-config.yaml.
+    // A ./app-config.yaml (a cloned repository's, say) is not read unless named.
     config_file(dir.path(), ONE);
-    let out = Run::new(dir.path()).kubeauth(&["clusters", "-o", "json"]);
+    let out = Run::new(dir.path()).unnamed().env("RUST_LOG", "info").kubeauth(&["clusters", "-o", "json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0]["name"], "local");
+    assert!(stderr(&out).contains("./app-config.yaml is not read unless named"), "{}", stderr(&out));
+    let out = Run::new(dir.path()).unnamed().kubeauth(&["clusters", "-o", "json", "--config", "app-config.yaml"]);
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0]["name"], "one");
-    // KUBEAUTH_CONFIG wins over the folder.
+    // KUBEAUTH_CONFIG names it too.
     let other = dir.path().join("other.yaml");
     std::fs::write(&other, "kubernetes:\n  clusterLocatorMethods:\n    - type: localKubectlProxy\n").unwrap();
     let out =

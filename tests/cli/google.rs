@@ -21,6 +21,7 @@ fn token(dir: &std::path::Path, key: &str) -> Output {
         .args(["token", "--cluster", "gke"])
         .current_dir(dir)
         .env_clear()
+        .env("KUBEAUTH_CONFIG", "app-config.yaml")
         .env("PATH", "/usr/bin:/bin")
         .env("HOME", dir)
         .env("KUBEAUTH_CACHE_DIR", dir.join("cache"))

@@ -8,9 +8,18 @@ use kubeauth_testkit::{Supervised, TestCluster, free_port, http};
 
 const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth-under-test");
 
-/// `kubeauth ARGS` in `dir`, with no config from the environment; its output once it exits.
+/// `kubeauth ARGS` in `dir`, with the folder's `app-config.yaml` if there is one; its output once it exits.
 fn kubeauth(dir: &Path, args: &[&str]) -> Output {
-    Command::new(KUBEAUTH).args(args).current_dir(dir).env_remove("KUBEAUTH_CONFIG").output().expect("run kubeauth")
+    in_folder(Command::new(KUBEAUTH).args(args), dir).output().expect("run kubeauth")
+}
+
+/// `command` run in `dir`, naming the folder's `app-config.yaml` when there is one (it is not read unasked).
+fn in_folder<'a>(command: &'a mut Command, dir: &Path) -> &'a mut Command {
+    command.current_dir(dir).env_remove("KUBEAUTH_CONFIG");
+    if dir.join("app-config.yaml").is_file() {
+        command.env("KUBEAUTH_CONFIG", "app-config.yaml");
+    }
+    command
 }
 
 /// A running `kubeauth serve`, killed on drop.
@@ -28,11 +37,7 @@ impl Drop for Serving {
 
 async fn serve(dir: &Path, extra: &[&str]) -> Serving {
     let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(KUBEAUTH)
-        .args(["serve", "--listen", &addr])
-        .args(extra)
-        .current_dir(dir)
-        .env_remove("KUBEAUTH_CONFIG")
+    let child = in_folder(Command::new(KUBEAUTH).args(["serve", "--listen", &addr]).args(extra), dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -197,7 +202,7 @@ async fn with_api_tokens_callers_must_present_one() {
     let child = Command::new(KUBEAUTH)
         .args(["serve", "--listen", &addr])
         .current_dir(dir.path())
-        .env_remove("KUBEAUTH_CONFIG")
+        .env("KUBEAUTH_CONFIG", "app-config.yaml")
         .env("API_TOKEN_ONE", "first-token-0123456789")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -299,7 +304,7 @@ async fn no_token_reaches_the_servers_logs_or_answers_at_trace_level() {
     let child = Command::new(KUBEAUTH)
         .args(["serve", "--listen", &addr])
         .current_dir(dir.path())
-        .env_remove("KUBEAUTH_CONFIG")
+        .env("KUBEAUTH_CONFIG", "app-config.yaml")
         .env("RUST_LOG", "trace")
         .stdout(Stdio::null())
         .stderr(log)
@@ -336,28 +341,48 @@ async fn no_token_reaches_the_servers_logs_or_answers_at_trace_level() {
 }
 
 #[test]
-fn a_catalog_entity_pointing_at_a_loopback_address_is_refused_and_logged() {
+fn catalog_entities_that_break_the_rules_are_skipped_and_logged() {
     let catalog = kubeauth_testkit::catalog::FakeCatalog::start("catalog-token-0123456789");
-    catalog.add(kubeauth_testkit::catalog::FakeCatalog::cluster_entity(
+    let entity = kubeauth_testkit::catalog::FakeCatalog::cluster_entity;
+    catalog.add(entity(
         "sneaky",
-        &[("kubernetes.io/api-server", "https://127.0.0.1:2379"), ("kubernetes.io/auth-provider", "aws")],
+        &[("kubernetes.io/api-server", "https://127.0.0.1:2379"), ("kubernetes.io/auth-provider", "google")],
     ));
-    catalog.add(kubeauth_testkit::catalog::FakeCatalog::cluster_entity(
+    catalog.add(entity(
         "public",
-        &[("kubernetes.io/api-server", "https://35.200.10.1"), ("kubernetes.io/auth-provider", "aws")],
+        &[("kubernetes.io/api-server", "https://35.200.10.1"), ("kubernetes.io/auth-provider", "google")],
+    ));
+    // The server's own AWS credential, for a URL the operator did not allow.
+    catalog.add(entity(
+        "steered",
+        &[
+            ("kubernetes.io/api-server", "https://35.200.10.2"),
+            ("kubernetes.io/auth-provider", "aws"),
+            ("kubernetes.io/x-k8s-aws-id", "prod-eks"),
+        ],
+    ));
+    catalog.add(entity(
+        "unknown",
+        &[("kubernetes.io/api-server", "https://35.200.10.3"), ("kubernetes.io/auth-provider", "vault")],
+    ));
+    // A name a config cluster has: the config's stays.
+    catalog.add(entity(
+        "prod",
+        &[("kubernetes.io/api-server", "https://35.200.10.4"), ("kubernetes.io/auth-provider", "google")],
     ));
     let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("app-config.yaml");
     std::fs::write(
-        dir.path().join("app-config.yaml"),
+        &config,
         format!(
-            "kubernetes:\n  clusterLocatorMethods:\n    - type: catalog\nkubeauth:\n  catalog:\n    baseUrl: {}\n    token: ${{CATALOG_TOKEN}}\n",
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - {{name: prod, url: 'https://35.200.10.9', authProvider: google}}\n    - type: catalog\nkubeauth:\n  catalog:\n    baseUrl: {}\n    token: ${{CATALOG_TOKEN}}\n",
             catalog.url()
         ),
     )
     .unwrap();
     let out = Command::new(KUBEAUTH)
-        .args(["clusters", "-o", "json"])
-        .current_dir(dir.path())
+        .args(["clusters", "-o", "json", "--config"])
+        .arg(&config)
         .env_remove("KUBEAUTH_CONFIG")
         .env("CATALOG_TOKEN", catalog.token())
         .output()
@@ -365,10 +390,20 @@ fn a_catalog_entity_pointing_at_a_loopback_address_is_refused_and_logged() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("\"public\"") && !stdout.contains("sneaky"), "{stdout}");
-    assert!(stderr.contains("refused a cluster entity of the catalog"), "{stderr}");
-    assert!(stderr.contains("resource:default/sneaky"), "{stderr}");
-    assert!(stderr.contains("non-public address 127.0.0.1"), "{stderr}");
+    let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<(&str, &str)> =
+        listed.as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), c["url"].as_str().unwrap())).collect();
+    assert_eq!(names, [("prod", "https://35.200.10.9"), ("public", "https://35.200.10.1")], "{stdout}");
+    for (entity, reason) in [
+        ("resource:default/sneaky", "non-public address 127.0.0.1"),
+        ("resource:default/steered", "allow that URL with dangerouslyAllowServerSideProviders"),
+        ("resource:default/unknown", "\"vault\" has no authentication provider registered"),
+    ] {
+        let line =
+            stderr.lines().find(|l| l.contains(entity)).unwrap_or_else(|| panic!("{entity} not logged: {stderr}"));
+        assert!(line.contains("skipped a cluster entity of the catalog") && line.contains(reason), "{line}");
+    }
+    assert!(stderr.contains("two clusters of the same name; keeping the first"), "{stderr}");
     assert!(!stderr.contains(catalog.token()), "{stderr}");
 }
 

@@ -1,5 +1,6 @@
 //! End to end against one real kube-apiserver (shared by the tests of this binary).
 
+mod attacks;
 mod connector;
 mod custom_provider;
 mod deploy;

@@ -298,7 +298,7 @@ async fn a_body_over_the_limit_is_refused_before_it_is_read() {
     let env = TestCluster::shared();
     let addr = admin_server(env).await;
     let request = format!(
-        "POST /api/kubernetes/proxy/api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/kubernetes/proxy/api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         20 * 1024 * 1024
     );
     let answer = raw(&addr, request.as_bytes()).await;
@@ -566,7 +566,8 @@ async fn catalog_clusters_follow_the_ssrf_rules() {
         annotations.extend_from_slice(extra);
         kubeauth_testkit::catalog::FakeCatalog::cluster_entity(name, &annotations)
     };
-    // The real API server is at 127.0.0.1: only reachable when allow-listed.
+    // The real API server is at 127.0.0.1: only reachable when allow-listed, and the server's own credential
+    // (`adminToken` is server-side) only goes where allow-listed for it.
     catalog.add(entity("allowed", env.url(), "adminToken", &[]));
     catalog.add(entity("metadata-service", "https://169.254.169.254/", "adminToken", &[]));
     catalog.add(entity("plain-http", "http://35.200.10.1", "adminToken", &[]));
@@ -574,7 +575,7 @@ async fn catalog_clusters_follow_the_ssrf_rules() {
     catalog.add(entity("insecure", env.url(), "adminToken", &[("kubernetes.io/skip-tls-verify", "true")]));
     let port = env.url().rsplit(':').next().unwrap().to_owned();
     let yaml = format!(
-        "kubernetes:\n  clusterLocatorMethods:\n    - type: catalog\n      dangerouslyAllowClusterUrls: ['https://127.0.0.1:{port}']\n{}",
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: catalog\n      dangerouslyAllowClusterUrls: ['https://127.0.0.1:{port}']\n      dangerouslyAllowServerSideProviders: ['https://127.0.0.1:{port}']\n{}",
         catalog_section(&catalog)
     );
     let addr = serve_with_catalog(&yaml, &catalog).await;

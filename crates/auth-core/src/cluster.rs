@@ -47,6 +47,10 @@ pub struct ClusterDetails {
     pub custom_resources: Vec<CustomResourceMatcher>,
     /// Which locator found the cluster, e.g. `config #0`: error messages about duplicates name both sources.
     pub source: String,
+    /// The addresses the URL's host was checked at (the `catalog` locator's rules): connections go to these,
+    /// and the name is not resolved again (a name that resolves elsewhere later cannot redirect them). Empty:
+    /// the name is resolved at each connection.
+    pub connect_addresses: Vec<std::net::IpAddr>,
 }
 
 /// A custom resource to fetch: `{group, apiVersion, plural}`.
@@ -228,6 +232,7 @@ impl fmt::Debug for ClusterDetails {
             .field("dashboard_parameters", &self.dashboard_parameters)
             .field("custom_resources", &self.custom_resources)
             .field("source", &self.source)
+            .field("connect_addresses", &self.connect_addresses)
             .finish()
     }
 }

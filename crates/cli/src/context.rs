@@ -11,19 +11,16 @@ pub(crate) struct LoadedConfig {
     pub(crate) file: Option<PathBuf>,
 }
 
-/// The config, from the first of: `--config` (or `$KUBEAUTH_CONFIG`), `./app-config.yaml`, the embedded default.
+/// The config of `--config` (or `$KUBEAUTH_CONFIG`), else the embedded default. A file in the working folder is
+/// never read unasked: a cloned repository's `app-config.yaml` could send the catalog token, or the user's
+/// credentials, wherever it likes.
 pub(crate) fn load_config(explicit: Option<&Path>) -> Result<LoadedConfig, Failure> {
-    let from_file = |path: &Path| {
-        let config = AppConfig::from_file(path).map_err(|e| Failure::config(&e))?;
-        Ok(LoadedConfig { config, file: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_owned())) })
-    };
     if let Some(path) = explicit {
-        return from_file(path);
+        let config = AppConfig::from_file(path).map_err(|e| Failure::config(&e))?;
+        return Ok(LoadedConfig { config, file: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_owned())) });
     }
-    let local = Path::new("app-config.yaml");
-    if local.is_file() {
-        tracing::debug!("using ./app-config.yaml");
-        return from_file(local);
+    if Path::new("app-config.yaml").is_file() {
+        tracing::info!("./app-config.yaml is not read unless named: pass --config app-config.yaml");
     }
     tracing::debug!("no config given: using the embedded default (the localKubectlProxy locator)");
     Ok(LoadedConfig { config: AppConfig::embedded_default(), file: None })

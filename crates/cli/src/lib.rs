@@ -28,8 +28,8 @@ use crate::failure::Failure;
 #[derive(Debug, Parser)]
 #[command(name = "kubeauth", version, about, propagate_version = true)]
 struct Cli {
-    /// The config file (a Backstage app-config.yaml). Else $KUBEAUTH_CONFIG, else ./app-config.yaml if present,
-    /// else the embedded default (the localKubectlProxy locator).
+    /// The config file (a Backstage app-config.yaml). Else $KUBEAUTH_CONFIG, else the embedded default (the
+    /// localKubectlProxy locator); ./app-config.yaml is read only when named.
     #[arg(long, global = true, env = "KUBEAUTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 

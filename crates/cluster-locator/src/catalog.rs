@@ -4,49 +4,23 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use kubeauth_core::{ClusterDetails, ExposeSecret as _, SecretString, metadata};
+use kubeauth_core::{ClusterDetails, ExposeSecret as _, ProviderSide, SecretString, metadata};
 use serde_json::Value;
 
 use crate::LocatorError;
 use crate::combined::{ClusterLocator, ClustersFuture};
 
-/// A client of a Backstage catalog's HTTP API (`<baseUrl>/api/catalog`). Redirects are not followed.
-#[derive(Clone)]
-pub struct CatalogClient {
+/// An HTTP client of a Backstage backend (`<baseUrl>/api/<plugin>/…`): the catalog, and the key sets that
+/// Backstage tokens are checked against. Redirects are not followed; a request takes at most 20 seconds.
+#[derive(Clone, Debug)]
+pub struct BackstageBackend {
     base_url: String,
-    token: Option<SecretString>,
     http: reqwest::Client,
 }
 
-impl std::fmt::Debug for CatalogClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CatalogClient")
-            .field("base_url", &self.base_url)
-            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
-            .finish()
-    }
-}
-
-/// Why a catalog request failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CatalogError {
-    /// The entity does not exist.
-    #[error("entity {0} not found in the catalog")]
-    NotFound(String),
-    /// The catalog answered with an error or could not be reached.
-    #[error("the catalog at {url}: {message}")]
-    Failed {
-        /// The request URL (without query).
-        url: String,
-        /// What went wrong.
-        message: String,
-    },
-}
-
-impl CatalogClient {
-    /// A client of the catalog of the Backstage backend at `base_url`, sending `token` as a bearer token.
-    pub fn new(base_url: &str, token: Option<SecretString>, ca_pem: Option<&[u8]>) -> Result<Self, String> {
+impl BackstageBackend {
+    /// A client of the backend at `base_url` (http or https), trusting `ca_pem` besides the system's roots.
+    pub fn new(base_url: &str, ca_pem: Option<&[u8]>) -> Result<Self, String> {
         let url = reqwest::Url::parse(base_url).map_err(|e| format!("baseUrl `{base_url}` is not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("baseUrl `{base_url}` must be http or https"));
@@ -60,15 +34,27 @@ impl CatalogClient {
             builder = builder.tls_certs_merge(certs);
         }
         let http = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), token, http })
+        Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), http })
     }
 
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Option<Value>, CatalogError> {
-        let url = format!("{}/api/catalog{path}", self.base_url);
+    /// The base URL, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `GET <baseUrl><path>` as JSON, with `token` as a bearer token: `None` on 404, an error on any other
+    /// status than 200 (the URL in errors never carries the query).
+    pub async fn get_json(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        token: Option<&SecretString>,
+    ) -> Result<Option<Value>, CatalogError> {
+        let url = format!("{}{path}", self.base_url);
         let failed = |message: String| CatalogError::Failed { url: url.clone(), message };
         let full = reqwest::Url::parse_with_params(&url, query).map_err(|e| failed(e.to_string()))?;
         let mut request = self.http.get(full);
-        if let Some(token) = &self.token {
+        if let Some(token) = token {
             request = request.bearer_auth(token.expose_secret());
         }
         let response = request.send().await.map_err(|e| failed(e.without_url().to_string()))?;
@@ -78,13 +64,57 @@ impl CatalogClient {
             status => Err(failed(format!("HTTP {status}"))),
         }
     }
+}
+
+/// A client of a Backstage catalog's HTTP API (`<baseUrl>/api/catalog`).
+#[derive(Clone)]
+pub struct CatalogClient {
+    backend: BackstageBackend,
+    token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for CatalogClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogClient")
+            .field("base_url", &self.backend.base_url)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// Why a request to a Backstage backend (its catalog, its key sets) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The entity does not exist.
+    #[error("entity {0} not found in the catalog")]
+    NotFound(String),
+    /// The backend answered with an error or could not be reached.
+    #[error("the Backstage backend at {url}: {message}")]
+    Failed {
+        /// The request URL (without query).
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl CatalogClient {
+    /// A client of the catalog of the Backstage backend at `base_url`, sending `token` as a bearer token.
+    pub fn new(base_url: &str, token: Option<SecretString>, ca_pem: Option<&[u8]>) -> Result<Self, String> {
+        Ok(Self { backend: BackstageBackend::new(base_url, ca_pem)?, token })
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Option<Value>, CatalogError> {
+        self.backend.get_json(&format!("/api/catalog{path}"), query, self.token.as_ref()).await
+    }
 
     /// The entities matching a catalog filter (`kind=resource,spec.type=kubernetes-cluster`).
     pub async fn entities(&self, filter: &str) -> Result<Vec<Value>, CatalogError> {
         match self.get("/entities", &[("filter", filter)]).await? {
             Some(Value::Array(items)) => Ok(items),
             Some(_) => Err(CatalogError::Failed {
-                url: format!("{}/api/catalog/entities", self.base_url),
+                url: format!("{}/api/catalog/entities", self.backend.base_url),
                 message: "not a list of entities".into(),
             }),
             None => Ok(Vec::new()),
@@ -103,7 +133,7 @@ pub fn client_from_config(
     config: &crate::AppConfig,
     ctx: &crate::ResolveContext,
 ) -> Result<CatalogClient, LocatorError> {
-    let ctx = config.resolve_context(ctx);
+    let resolved = config.resolve_context(ctx);
     let key_error = |key: &str, message: String| LocatorError::Key {
         origin: config.origin.clone(),
         key: format!("kubeauth.catalog{key}"),
@@ -112,20 +142,39 @@ pub fn client_from_config(
     let catalog = config.kubeauth.catalog.as_ref().ok_or_else(|| {
         key_error("", "missing: the catalog's baseUrl (and token) are needed to read entities".into())
     })?;
-    let base_url = catalog.base_url.as_ref().ok_or_else(|| key_error(".baseUrl", "missing".into()))?;
-    let base_url = base_url.resolve(&ctx).map_err(|m| key_error(".baseUrl", m))?;
     let token = match &catalog.token {
-        Some(t) => Some(SecretString::from(t.resolve(&ctx).map_err(|m| key_error(".token", m))?)),
+        Some(t) => Some(SecretString::from(t.resolve(&resolved).map_err(|m| key_error(".token", m))?)),
         None => None,
     };
-    let ca = match &catalog.ca_file {
+    let backend = backend_from_config(config, ctx, "kubeauth.catalog", &catalog.base_url, &catalog.ca_file)?;
+    Ok(CatalogClient { backend, token })
+}
+
+/// The backend of a config entry with `baseUrl` and `caFile` under `key` (`kubeauth.catalog`,
+/// `kubeauth.server.auth.backstage`): an error naming the key when one is missing or wrong.
+pub fn backend_from_config(
+    config: &crate::AppConfig,
+    ctx: &crate::ResolveContext,
+    key: &str,
+    base_url: &Option<crate::ConfigString>,
+    ca_file: &Option<crate::ConfigString>,
+) -> Result<BackstageBackend, LocatorError> {
+    let ctx = config.resolve_context(ctx);
+    let key_error = |sub: &str, message: String| LocatorError::Key {
+        origin: config.origin.clone(),
+        key: format!("{key}{sub}"),
+        message,
+    };
+    let base_url = base_url.as_ref().ok_or_else(|| key_error(".baseUrl", "missing".into()))?;
+    let base_url = base_url.resolve(&ctx).map_err(|m| key_error(".baseUrl", m))?;
+    let ca = match ca_file {
         Some(file) => {
             let path = ctx.path(&file.resolve(&ctx).map_err(|m| key_error(".caFile", m))?);
             Some(std::fs::read(&path).map_err(|e| key_error(".caFile", format!("{}: {e}", path.display())))?)
         }
         None => None,
     };
-    CatalogClient::new(&base_url, token, ca.as_deref()).map_err(|m| key_error("", m))
+    BackstageBackend::new(&base_url, ca.as_deref()).map_err(|m| key_error(".baseUrl", m))
 }
 
 /// An entity reference: `kind:namespace/name`, `kind:name` (namespace `default`).
@@ -153,12 +202,22 @@ impl std::str::FromStr for EntityRef {
             .split_once(':')
             .ok_or_else(|| format!("entity reference `{text}` has no kind (expected kind:namespace/name)"))?;
         let (namespace, name) = rest.split_once('/').unwrap_or(("default", rest));
-        let valid = |part: &str| {
+        // Backstage's rules: a kind is letters and digits; a namespace a DNS label; a name letters, digits and
+        // `-_.` inside; each at most 63 characters, starting and ending alphanumeric (so never `.` or `..`).
+        let edges_alphanumeric = |part: &str| {
             !part.is_empty()
-                && part.len() <= 253
-                && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && part.len() <= 63
+                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && part.ends_with(|c: char| c.is_ascii_alphanumeric())
         };
-        if !valid(kind) || !valid(namespace) || !valid(name) {
+        let valid_kind = edges_alphanumeric(kind)
+            && kind.starts_with(|c: char| c.is_ascii_alphabetic())
+            && kind.chars().all(|c| c.is_ascii_alphanumeric());
+        let valid_namespace =
+            edges_alphanumeric(namespace) && namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let valid_name =
+            edges_alphanumeric(name) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !(valid_kind && valid_namespace && valid_name) {
             return Err(format!("entity reference `{text}` is not kind:namespace/name"));
         }
         Ok(Self { kind: kind.to_ascii_lowercase(), namespace: namespace.to_owned(), name: name.to_owned() })
@@ -174,19 +233,42 @@ pub struct CatalogRules {
     pub allowed_urls: Vec<String>,
     /// Honour `kubernetes.io/skip-tls-verify: 'true'` (`dangerouslyAllowSkipTLSVerify`).
     pub allow_skip_tls_verify: bool,
+    /// URL patterns, as `allowed_urls`, of API servers whose entities may use a server-side provider: the
+    /// server's own credential goes there (`dangerouslyAllowServerSideProviders`).
+    pub server_side_urls: Vec<String>,
+    /// `kubernetes.io/` annotations taken as auth metadata beside the provider's name and
+    /// `oidc-token-provider` (`dangerouslyAllowAuthMetadata`).
+    pub auth_metadata: Vec<String>,
 }
 
+/// The auth metadata every catalog cluster may carry: which provider, and which of the user's ID tokens.
+const CATALOG_AUTH_METADATA: [&str; 2] = [metadata::AUTH_PROVIDER, metadata::OIDC_TOKEN_PROVIDER];
+
+/// The providers known to take the signed-in user's token, when no registry is at hand to ask: any other is
+/// taken for server-side.
+const CLIENT_SIDE_PROVIDERS: [&str; 3] = ["google", "oidc", "aks"];
+
 /// The `catalog` method: Resource entities of type `kubernetes-cluster` from the Backstage catalog, refreshed
-/// after the refresh interval (the last good list is kept when a refresh fails).
+/// after the refresh interval (the last good list is kept when a refresh fails, and served while a refresh runs).
 ///
 /// An entity becomes a cluster only if it passes these rules, else it is skipped with a warning naming it and
-/// the rule: the API server URL is `https`, has no user info, and its host is neither a non-public IP literal nor
-/// a name resolving to a non-public address, unless the URL is allow-listed; its provider is not
-/// `serviceAccount` (whose token would go wherever the entity points); auth metadata comes only from
-/// `kubernetes.io/` annotations; `skip-tls-verify` is honoured only when allowed; no redirects are followed.
+/// the rule (the other entities are not concerned):
+/// - the API server URL is `https`, has no user info, and its host is neither a non-public IP literal nor a name
+///   resolving to a non-public address, unless the URL is allow-listed (`dangerouslyAllowClusterUrls`); the
+///   addresses checked are the ones connections go to ([`ClusterDetails::connect_addresses`]);
+/// - its provider is registered and its settings valid (with a [`ProviderCheck`]);
+/// - a server-side provider (the server's own credential: `aws`, `azure`, `googleServiceAccount`,
+///   `serviceAccount`, custom ones) only for URLs allow-listed in `dangerouslyAllowServerSideProviders`;
+/// - auth metadata is `kubernetes.io/auth-provider`, `kubernetes.io/oidc-token-provider` and the annotations of
+///   `dangerouslyAllowAuthMetadata` only: an entity cannot pick the role, cluster id or scope of the server's
+///   credential;
+/// - `skip-tls-verify` is honoured only when allowed; no redirects are followed.
+///
+/// Entities are checked concurrently, outside any lock that requests wait on.
 pub struct CatalogLocator {
     client: CatalogClient,
     rules: CatalogRules,
+    check: Option<crate::ProviderCheck>,
     source: String,
     refresh: Duration,
     last: crate::refreshed::RefreshedList,
@@ -205,21 +287,44 @@ impl std::fmt::Debug for CatalogLocator {
 /// The catalog filter of cluster entities.
 pub const CLUSTER_FILTER: &str = "kind=resource,spec.type=kubernetes-cluster";
 
+/// How many entities are checked (their host resolved) at once.
+const CONCURRENT_CHECKS: usize = 16;
+
 impl CatalogLocator {
     /// A locator reading `client`'s catalog; `source` names it in messages.
     pub fn new(client: CatalogClient, rules: CatalogRules, refresh: Duration, source: impl Into<String>) -> Self {
-        Self { client, rules, source: source.into(), refresh, last: crate::refreshed::RefreshedList::default() }
+        Self {
+            client,
+            rules,
+            check: None,
+            source: source.into(),
+            refresh,
+            last: crate::refreshed::RefreshedList::default(),
+        }
+    }
+
+    /// Checks each entity's provider with `check` (the toolkit's registry): an unknown provider or a wrong
+    /// setting skips the entity, and the provider's side decides whether the server-side rule applies.
+    /// Without it, providers other than `google`, `oidc` and `aks` are taken for server-side.
+    pub fn with_provider_check(mut self, check: crate::ProviderCheck) -> Self {
+        self.check = Some(check);
+        self
     }
 
     async fn fetch(&self) -> Result<Vec<ClusterDetails>, String> {
+        use futures::StreamExt as _;
         let entities = self.client.entities(CLUSTER_FILTER).await.map_err(|e| e.to_string())?;
+        type Check<'a> = std::pin::Pin<Box<dyn Future<Output = Result<ClusterDetails, String>> + Send + 'a>>;
+        let checks: Vec<Check<'_>> =
+            entities.iter().map(|entity| Box::pin(self.cluster(entity)) as Check<'_>).collect();
+        let checked: Vec<_> = futures::stream::iter(checks).buffered(CONCURRENT_CHECKS).collect().await;
         let mut clusters = Vec::new();
-        for entity in &entities {
-            let reference = entity_ref(entity);
-            match self.cluster(entity).await {
+        for (entity, result) in entities.iter().zip(checked) {
+            match result {
                 Ok(cluster) => clusters.push(cluster),
                 Err(reason) => {
-                    tracing::warn!(locator = %self.source, entity = %reference, %reason, "refused a cluster entity of the catalog");
+                    let reference = entity_ref(entity);
+                    tracing::warn!(locator = %self.source, entity = %reference, %reason, "skipped a cluster entity of the catalog");
                 }
             }
         }
@@ -233,21 +338,17 @@ impl CatalogLocator {
         let annotation = |key: &str| annotations.get(key).and_then(Value::as_str).map(str::to_owned);
         let url = annotation("kubernetes.io/api-server").ok_or("it has no kubernetes.io/api-server annotation")?;
         let provider = annotation(metadata::AUTH_PROVIDER).ok_or("it has no kubernetes.io/auth-provider annotation")?;
-        if provider == "serviceAccount" {
-            return Err(
-                "authProvider serviceAccount is not allowed for catalog clusters: the server's token would go \
-                        to any URL an entity names"
-                    .into(),
-            );
-        }
-        check_url(&url, &self.rules).await?;
+        let checked = check_url(&url, &self.rules).await?;
         let mut cluster = ClusterDetails::new(name, url);
+        cluster.connect_addresses = checked.addresses;
         cluster.title = entity["metadata"]["title"].as_str().map(str::to_owned);
         cluster.source = self.source.clone();
-        // Auth metadata only from kubernetes.io/ annotations.
         for (key, value) in &annotations {
-            if let (true, Some(value)) = (key.starts_with("kubernetes.io/"), value.as_str()) {
+            let Some(value) = value.as_str() else { continue };
+            if CATALOG_AUTH_METADATA.contains(&key.as_str()) || self.rules.auth_metadata.iter().any(|k| k == key) {
                 cluster.auth_metadata.insert(key.clone(), value.to_owned());
+            } else if is_auth_annotation(key) {
+                tracing::warn!(locator = %self.source, cluster = %name, annotation = %key, "ignoring an annotation that would shape the server's credential (dangerouslyAllowAuthMetadata)");
             }
         }
         cluster.ca_data = annotation("kubernetes.io/api-server-certificate-authority");
@@ -267,8 +368,38 @@ impl CatalogLocator {
                     .map_err(|e| format!("kubernetes.io/dashboard-parameters is not JSON: {e}"))?,
             );
         }
+        let side = match &self.check {
+            Some(check) => check(&cluster)?,
+            None if CLIENT_SIDE_PROVIDERS.contains(&provider.as_str()) => ProviderSide::Client,
+            None => ProviderSide::Server,
+        };
+        if side == ProviderSide::Server
+            && !self.rules.server_side_urls.iter().any(|pattern| wildcard_match(pattern, &checked.origin))
+        {
+            return Err(format!(
+                "authProvider {provider} authenticates with the server's own credential, which would go to {}; \
+                 allow that URL with dangerouslyAllowServerSideProviders",
+                checked.origin
+            ));
+        }
         Ok(cluster)
     }
+}
+
+/// An annotation of Backstage's or kubeauth's that a provider reads (not one of the connection's, such as the
+/// CA or the dashboard).
+fn is_auth_annotation(key: &str) -> bool {
+    key.starts_with("kubernetes.io/")
+        && ![
+            "kubernetes.io/api-server",
+            "kubernetes.io/api-server-certificate-authority",
+            "kubernetes.io/skip-metrics-lookup",
+            "kubernetes.io/skip-tls-verify",
+            "kubernetes.io/dashboard-url",
+            "kubernetes.io/dashboard-app",
+            "kubernetes.io/dashboard-parameters",
+        ]
+        .contains(&key)
 }
 
 fn entity_ref(entity: &Value) -> String {
@@ -286,8 +417,16 @@ impl ClusterLocator for CatalogLocator {
     }
 }
 
+/// A URL that passed the rules: `https://host:port`, and the addresses its host was checked at (none for an
+/// allow-listed URL or an IP literal).
+#[derive(Debug)]
+struct CheckedUrl {
+    origin: String,
+    addresses: Vec<IpAddr>,
+}
+
 /// Backstage's URL rules for catalog clusters.
-async fn check_url(url: &str, rules: &CatalogRules) -> Result<(), String> {
+async fn check_url(url: &str, rules: &CatalogRules) -> Result<CheckedUrl, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("kubernetes.io/api-server `{url}` is not a URL: {e}"))?;
     if parsed.scheme() != "https" {
         return Err(format!("kubernetes.io/api-server `{url}` is not https"));
@@ -302,23 +441,26 @@ async fn check_url(url: &str, rules: &CatalogRules) -> Result<(), String> {
     let port = parsed.port_or_known_default().unwrap_or(443);
     let origin = format!("https://{host}:{port}");
     if rules.allowed_urls.iter().any(|pattern| wildcard_match(pattern, &origin)) {
-        return Ok(());
+        return Ok(CheckedUrl { origin, addresses: Vec::new() });
     }
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<IpAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((bare, port))
-            .await
-            .map_err(|e| format!("kubernetes.io/api-server host `{bare}` does not resolve: {e}"))?
-            .map(|a| a.ip())
-            .collect(),
+    let (addresses, literal) = match bare.parse::<IpAddr>() {
+        Ok(ip) => (vec![ip], true),
+        Err(_) => (
+            tokio::net::lookup_host((bare, port))
+                .await
+                .map_err(|e| format!("kubernetes.io/api-server host `{bare}` does not resolve: {e}"))?
+                .map(|a| a.ip())
+                .collect(),
+            false,
+        ),
     };
     if let Some(ip) = addresses.iter().find(|ip| !is_public(ip)) {
         return Err(format!(
             "kubernetes.io/api-server `{origin}` is at the non-public address {ip}; allow it with dangerouslyAllowClusterUrls"
         ));
     }
-    Ok(())
+    Ok(CheckedUrl { origin, addresses: if literal { Vec::new() } else { addresses } })
 }
 
 /// `*` matches any run of characters; everything else literally (case-insensitive).
@@ -454,5 +596,11 @@ mod tests {
         assert!("checkout".parse::<EntityRef>().is_err());
         assert!("component:a/b/c".parse::<EntityRef>().is_err());
         assert!("component:".parse::<EntityRef>().is_err());
+        for traversal in
+            ["component:default/..", "component:../x", "component:./x", "component:default/.", ".:default/x"]
+        {
+            assert!(traversal.parse::<EntityRef>().is_err(), "{traversal}");
+        }
+        assert!("component:default/a.b_c-d".parse::<EntityRef>().is_ok());
     }
 }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use kubeauth_core::ClusterDetails;
+use kubeauth_core::{ClusterDetails, ProviderSide};
 
 use crate::error::MethodName;
 use crate::{
@@ -13,17 +13,27 @@ use crate::{
     LocatorMethodConfig, ResolveContext,
 };
 
-/// What some locator methods need from outside the config: the gke method's Google token.
+/// What some locator methods need from outside the config: the gke method's Google token, the registry's word
+/// on the catalog's clusters.
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct LocatorServices {
     /// The token the gke method lists clusters with.
     pub google_token: Option<Arc<dyn AccessTokenSource>>,
+    /// The catalog method's check of each entity's provider.
+    pub provider_check: Option<ProviderCheck>,
 }
+
+/// The toolkit's registry on one cluster: the side of its provider, or why it cannot be served (no such
+/// provider, a wrong setting). The catalog method skips the entities it refuses.
+pub type ProviderCheck = Arc<dyn Fn(&ClusterDetails) -> Result<ProviderSide, String> + Send + Sync>;
 
 impl std::fmt::Debug for LocatorServices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocatorServices").field("google_token", &self.google_token.is_some()).finish()
+        f.debug_struct("LocatorServices")
+            .field("google_token", &self.google_token.is_some())
+            .field("provider_check", &self.provider_check.is_some())
+            .finish()
     }
 }
 
@@ -44,8 +54,9 @@ pub trait ClusterLocator: Send + Sync {
 /// Every configured locator method, run together.
 ///
 /// With `clusterLocatorContinueOnError: false` (the default) one failing method fails the lookup; with `true`
-/// it is logged and the others' clusters are returned. Two clusters with the same name are always an error that
-/// names where each came from.
+/// it is logged and the others' clusters are returned. Two `config` clusters of the same name are an error of
+/// the config; a cluster found later under a name already taken (by a catalog entity, say) is skipped with a
+/// warning naming both sources.
 #[derive(Clone, Default)]
 pub struct CombinedLocator {
     methods: Vec<(String, Arc<dyn ClusterLocator>)>,
@@ -91,6 +102,8 @@ impl CombinedLocator {
             None => false,
         };
         let mut combined = Self { methods: Vec::new(), continue_on_error, last: Arc::default() };
+        // The names the config fixes (config clusters, localKubectlProxy's), and where: one twice is its mistake.
+        let mut config_names: HashMap<String, String> = HashMap::new();
         for (index, method) in k.cluster_locator_methods.iter().enumerate() {
             let name = MethodName(index, &method.kind).to_string();
             let method_error =
@@ -101,12 +114,18 @@ impl CombinedLocator {
                         .clusters
                         .as_deref()
                         .ok_or_else(|| method_error("type config needs a `clusters` list".into()))?;
-                    Arc::new(ConfigLocator::new(index, clusters, &ctx, origin)?)
+                    let locator = ConfigLocator::new(index, clusters, &ctx, origin)?;
+                    for cluster in locator.list().iter() {
+                        let source = if cluster.source.is_empty() { name.clone() } else { cluster.source.clone() };
+                        fixed_name(&mut config_names, &cluster.name, source)?;
+                    }
+                    Arc::new(locator)
                 }
                 "localKubectlProxy" => {
                     if method.clusters.is_some() || method.project_id.is_some() {
                         return Err(method_error("type localKubectlProxy takes no `clusters`".into()));
                     }
+                    fixed_name(&mut config_names, LocalKubectlProxyLocator::CLUSTER_NAME, name.clone())?;
                     Arc::new(LocalKubectlProxyLocator::new(name.clone()))
                 }
                 "gke" => {
@@ -129,12 +148,26 @@ impl CombinedLocator {
                         }
                         None => false,
                     };
+                    let auth_metadata = method.dangerously_allow_auth_metadata.clone().unwrap_or_default();
+                    if let Some((i, key)) =
+                        auth_metadata.iter().enumerate().find(|(_, k)| !k.starts_with("kubernetes.io/"))
+                    {
+                        return Err(method_error(format!(
+                            "dangerouslyAllowAuthMetadata[{i}]: `{key}` is not a kubernetes.io/ annotation"
+                        )));
+                    }
                     let rules = crate::catalog::CatalogRules {
                         allowed_urls: method.dangerously_allow_cluster_urls.clone().unwrap_or_default(),
                         allow_skip_tls_verify: allow_skip,
+                        server_side_urls: method.dangerously_allow_server_side_providers.clone().unwrap_or_default(),
+                        auth_metadata,
                     };
                     let refresh = Duration::from_secs(60 * method.refresh_interval_minutes.unwrap_or(5));
-                    Arc::new(crate::catalog::CatalogLocator::new(client, rules, refresh, name.clone()))
+                    let mut locator = crate::catalog::CatalogLocator::new(client, rules, refresh, name.clone());
+                    if let Some(check) = &services.provider_check {
+                        locator = locator.with_provider_check(check.clone());
+                    }
+                    Arc::new(locator)
                 }
                 other => {
                     return Err(method_error(format!(
@@ -203,11 +236,10 @@ impl CombinedLocator {
                     cluster.source = name.clone();
                 }
                 if let Some(first) = seen.get(&cluster.name) {
-                    return Err(LocatorError::DuplicateName {
-                        name: cluster.name,
-                        first: first.clone(),
-                        second: cluster.source,
-                    });
+                    // A cluster found later (a catalog entity named like a config cluster) never displaces
+                    // nor takes down the one found first.
+                    tracing::warn!(cluster = %cluster.name, first = %first, skipped = %cluster.source, "two clusters of the same name; keeping the first");
+                    continue;
                 }
                 seen.insert(cluster.name.clone(), cluster.source.clone());
                 all.push(cluster);
@@ -224,6 +256,17 @@ impl CombinedLocator {
 impl ClusterLocator for CombinedLocator {
     fn clusters(&self) -> ClustersFuture<'_> {
         Box::pin(CombinedLocator::clusters(self))
+    }
+}
+
+/// Takes `name` for the cluster of `source`, unless a cluster of the config has it already.
+fn fixed_name(names: &mut HashMap<String, String>, name: &str, source: String) -> Result<(), LocatorError> {
+    match names.get(name) {
+        Some(first) => Err(LocatorError::DuplicateName { name: name.to_owned(), first: first.clone(), second: source }),
+        None => {
+            names.insert(name.to_owned(), source);
+            Ok(())
+        }
     }
 }
 

@@ -73,6 +73,48 @@ pub struct KubeauthConfig {
 pub struct ServerConfig {
     /// Callers of the API must authenticate (off by default on a loopback address; required elsewhere).
     pub auth: Option<ServerAuthConfig>,
+    /// Browser apps (a Backstage frontend) allowed to call the API from their origin: they get CORS answers,
+    /// and a request from any other origin is refused (as Backstage's `backend.cors`).
+    pub cors: Option<CorsConfig>,
+    /// Host names an open API (no `auth`) answers to besides the loopback ones (`localhost`, `127.0.0.1`,
+    /// `[::1]`): any other `Host` is refused, so that no web page reaches it by DNS rebinding.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Bounds on what callers may take.
+    pub limits: Option<LimitsConfig>,
+}
+
+/// `kubeauth.server.cors`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CorsConfig {
+    /// The allowed origins, `scheme://host[:port]` (one, or a list), e.g. `http://localhost:3000`.
+    #[serde(default, deserialize_with = "one_or_many")]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub origin: Vec<String>,
+}
+
+/// `kubeauth.server.limits`: every one has a default.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// Open connections at most (1024); beyond, a connection gets a prompt 503, probes still answer.
+    pub max_connections: Option<usize>,
+    /// Requests being answered at once at most (512); beyond, a prompt 503 with `Retry-After`.
+    pub max_requests_in_flight: Option<usize>,
+    /// Seconds a client has to send a request's headers, and an idle connection stays open (10).
+    pub header_read_timeout_seconds: Option<u64>,
+    /// Entity queries (the objects endpoints) answered at once (32); others wait their turn.
+    pub max_queries_in_flight: Option<usize>,
+    /// Entity queries that may wait for their turn (256), each at most `queueTimeoutSeconds`; beyond, 503.
+    pub max_queued_queries: Option<usize>,
+    /// Seconds a query may wait for its turn (30).
+    pub queue_timeout_seconds: Option<u64>,
+    /// List requests of the objects endpoints to one cluster at once (16).
+    pub requests_per_cluster: Option<usize>,
+    /// `customResources` entries of one query (32, after duplicates are dropped).
+    pub max_custom_resources: Option<usize>,
 }
 
 /// `kubeauth.server.auth`.
@@ -84,6 +126,42 @@ pub struct ServerAuthConfig {
     #[schemars(extend("writeOnly" = true))]
     #[serde(default)]
     pub bearer_tokens: Vec<ConfigString>,
+    /// Callers send a Backstage token of this Backstage: a signed-in user's (from its frontend), or a backend
+    /// plugin's service token.
+    pub backstage: Option<BackstageAuthConfig>,
+}
+
+/// `kubeauth.server.auth.backstage`: which Backstage's tokens are accepted.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BackstageAuthConfig {
+    /// The Backstage backend's base URL: user tokens are checked against the keys at
+    /// `<baseUrl>/api/auth/.well-known/jwks.json`, plugin tokens against `<baseUrl>/api/<plugin>/.backstage/auth/v1/jwks.json` (required).
+    pub base_url: Option<ConfigString>,
+    /// The backend plugins whose service tokens are accepted (none by default).
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    /// The plugin id kubeauth stands for: plugin tokens must be addressed to it (default `kubernetes`).
+    pub plugin_id: Option<String>,
+    /// A PEM file of CA certificates trusted for the backend besides the system's.
+    pub ca_file: Option<ConfigString>,
+    /// Seconds of clock difference allowed when checking expiry (30, at most 300).
+    pub clock_skew_seconds: Option<u64>,
+}
+
+/// A value that is one string or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// `kubeauth.catalog`: the Backstage catalog's HTTP API.
@@ -278,6 +356,15 @@ pub struct LocatorMethodConfig {
     /// For `type: catalog`: honour `kubernetes.io/skip-tls-verify: 'true'` on entities (default false).
     #[serde(rename = "dangerouslyAllowSkipTLSVerify")]
     pub dangerously_allow_skip_tls_verify: Option<ConfigBool>,
+    /// For `type: catalog` (kubeauth): API server URL patterns (`*` wildcards, matched against
+    /// `https://host:port`) whose entities may use a server-side provider (`aws`, `azure`,
+    /// `googleServiceAccount`, `serviceAccount`, or one of your own): the server's own credential goes to them.
+    /// Entities elsewhere naming a server-side provider are skipped.
+    pub dangerously_allow_server_side_providers: Option<Vec<String>>,
+    /// For `type: catalog` (kubeauth): `kubernetes.io/` annotations of entities that become auth metadata
+    /// beside `kubernetes.io/auth-provider` and `kubernetes.io/oidc-token-provider`, e.g.
+    /// `kubernetes.io/aws-assume-role`: the others (which would shape the server's credential) are ignored.
+    pub dangerously_allow_auth_metadata: Option<Vec<String>>,
     /// For `type: gke` (kubeauth): the GKE API's base URL (default `https://container.googleapis.com`).
     pub api_base_url: Option<ConfigString>,
 }

@@ -47,6 +47,11 @@ impl ConfigLocator {
     pub fn from_clusters(clusters: Vec<ClusterDetails>) -> Self {
         Self { clusters: clusters.into() }
     }
+
+    /// The clusters.
+    pub(crate) fn list(&self) -> &crate::Located {
+        &self.clusters
+    }
 }
 
 impl ClusterLocator for ConfigLocator {

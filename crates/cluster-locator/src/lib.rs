@@ -43,10 +43,11 @@ mod local_kubectl_proxy;
 mod refreshed;
 mod value;
 
-pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, Located, LocatorServices};
+pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, Located, LocatorServices, ProviderCheck};
 pub use config::{
-    AppConfig, CatalogConfig, ClusterConfig, KubeauthConfig, KubernetesConfig, LocatorMethodConfig, LoginConfig,
-    LoginEntry, LoginProviderConfig, ResourceLabel, ServerAuthConfig, ServerConfig, ServiceLocatorMethod,
+    AppConfig, BackstageAuthConfig, CatalogConfig, ClusterConfig, CorsConfig, KubeauthConfig, KubernetesConfig,
+    LimitsConfig, LocatorMethodConfig, LoginConfig, LoginEntry, LoginProviderConfig, ResourceLabel, ServerAuthConfig,
+    ServerConfig, ServiceLocatorMethod,
 };
 pub use config_locator::ConfigLocator;
 pub use error::LocatorError;

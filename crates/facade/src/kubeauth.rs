@@ -92,7 +92,15 @@ impl<'a> KubeauthBuilder<'a> {
     /// a wrong config is an error here.
     pub fn build(self) -> Result<Kubeauth, Error> {
         let registry = Arc::new(self.registry);
-        let locator = CombinedLocator::from_config_with(self.config, self.env, &self.services)?;
+        let mut services = self.services;
+        // The catalog skips entities whose provider the registry refuses, and knows the server-side ones.
+        let checking = registry.clone();
+        services.provider_check = Some(Arc::new(move |cluster| {
+            checking.validate(cluster).map_err(|e| kubeauth_core::report(&e))?;
+            let (_, provider) = checking.provider_for(cluster).map_err(|e| kubeauth_core::report(&e))?;
+            Ok(provider.side())
+        }));
+        let locator = CombinedLocator::from_config_with(self.config, self.env, &services)?;
         Ok(Kubeauth {
             connector: Connector::shared(registry.clone()),
             retained: Arc::default(),

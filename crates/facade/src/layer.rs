@@ -126,14 +126,31 @@ impl ReplayableBody for http_body_util::Empty<Bytes> {
     }
 }
 
-/// Applies a cluster's credential to every request: cached, refreshed ahead of expiry, retried once after a 401.
+/// Applies a cluster's credential to every request: cached, refreshed ahead of expiry, retried once after a
+/// 401; or (see [`fixed`](Self::fixed)) one credential got already, as a user's token from a request is.
 #[derive(Clone)]
 pub struct CredentialLayer {
-    source: Arc<dyn CredentialSource>,
-    cache: Arc<CredentialCache>,
-    /// The `Authorization` value of the cached bearer token, by the cache's generation: made once per token,
-    /// not once per request.
-    header: Arc<std::sync::Mutex<Option<(u64, HeaderValue)>>>,
+    mode: Mode,
+}
+
+#[derive(Clone)]
+enum Mode {
+    Cached {
+        source: Arc<dyn CredentialSource>,
+        cache: Arc<CredentialCache>,
+        /// The `Authorization` value of the cached bearer token, by the cache's generation: made once per
+        /// token, not once per request.
+        header: Arc<std::sync::Mutex<Option<(u64, HeaderValue)>>>,
+    },
+    Fixed(Arc<Fixed>),
+}
+
+/// One credential, ready to apply.
+struct Fixed {
+    cluster: String,
+    credential: Credential,
+    /// The request with the credential applied, without body: its headers and extensions are copied.
+    applied: Request<()>,
 }
 
 impl CredentialLayer {
@@ -156,26 +173,34 @@ impl CredentialLayer {
 
     /// A layer over `source` with a cache of your own (to share it, or to set its margins).
     pub fn with_cache(source: Arc<dyn CredentialSource>, cache: Arc<CredentialCache>) -> Self {
-        Self { source, cache, header: Arc::default() }
+        Self { mode: Mode::Cached { source, cache, header: Arc::default() } }
+    }
+
+    /// A layer that applies `credential` as it is, to the requests of one caller: no cache, no refresh, and no
+    /// retry after a 401 (what a user's token from a request needs). The error says why the credential
+    /// cannot travel in a request.
+    pub fn fixed(cluster: &str, credential: Credential) -> Result<Self, kubeauth_core::Error> {
+        let mut applied = Request::new(());
+        apply_credential(&mut applied, &credential).map_err(|e| e.named(cluster, ""))?;
+        Ok(Self { mode: Mode::Fixed(Arc::new(Fixed { cluster: cluster.to_owned(), credential, applied })) })
     }
 
     /// Applies the cached credential of `generation` to `request`, reusing its `Authorization` value.
     fn apply(
-        &self,
+        header: &std::sync::Mutex<Option<(u64, HeaderValue)>>,
         request: &mut Request<impl Sized>,
         cached: &kubeauth_core::CachedCredential,
     ) -> Result<(), kubeauth_core::Error> {
         if !matches!(cached.credential, Credential::BearerToken { .. }) {
             return apply_credential(request, &cached.credential);
         }
-        let memo = self.header.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let memo = header.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let value = match memo {
             Some((generation, value)) if generation == cached.generation => value,
             _ => {
                 apply_credential(request, &cached.credential)?;
                 let value = request.headers()[AUTHORIZATION].clone();
-                *self.header.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some((cached.generation, value));
+                *header.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((cached.generation, value));
                 return Ok(());
             }
         };
@@ -186,14 +211,28 @@ impl CredentialLayer {
 
     /// The credential the next request will carry, fetched if the cache says so.
     pub async fn credential(&self) -> Result<Credential, kubeauth_core::Error> {
-        let source = self.source.clone();
-        self.cache.get(|| async move { source.fetch().await }).await.map(|c| c.credential)
+        match &self.mode {
+            Mode::Cached { source, cache, .. } => {
+                let source = source.clone();
+                cache.get(|| async move { source.fetch().await }).await.map(|c| c.credential)
+            }
+            Mode::Fixed(fixed) => Ok(fixed.credential.clone()),
+        }
     }
 }
 
 impl std::fmt::Debug for CredentialLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialLayer").field("cluster", &self.source.cluster()).field("cache", &self.cache).finish()
+        match &self.mode {
+            Mode::Cached { source, cache, .. } => {
+                f.debug_struct("CredentialLayer").field("cluster", &source.cluster()).field("cache", cache).finish()
+            }
+            Mode::Fixed(fixed) => f
+                .debug_struct("CredentialLayer")
+                .field("cluster", &fixed.cluster)
+                .field("credential", &fixed.credential)
+                .finish(),
+        }
     }
 }
 
@@ -235,20 +274,34 @@ where
         // Use the service that was polled ready, and leave a clone for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
+        let (source, cache, header) = match &self.layer.mode {
+            Mode::Fixed(fixed) => {
+                // The credential is applied as it is; the answer, a 401 too, is the caller's.
+                let applied = &fixed.applied;
+                request.extensions_mut().remove::<ClientIdentity>();
+                request.headers_mut().remove(AUTHORIZATION);
+                for (name, value) in applied.headers() {
+                    request.headers_mut().insert(name, value.clone());
+                }
+                if let Some(identity) = applied.extensions().get::<ClientIdentity>() {
+                    request.extensions_mut().insert(identity.clone());
+                }
+                return Box::pin(async move { inner.call(request).await.map_err(Into::into) });
+            }
+            Mode::Cached { source, cache, header } => (source.clone(), cache.clone(), header.clone()),
+        };
         Box::pin(async move {
-            let source = layer.source.clone();
-            let cached = layer.cache.get(|| async { source.fetch().await }).await?;
+            let cached = cache.get(|| async { source.fetch().await }).await?;
             let replay = if source.refreshable() { copy_request(&request) } else { None };
-            layer.apply(&mut request, &cached).map_err(|e| e.named(source.cluster(), ""))?;
+            CredentialLayer::apply(&header, &mut request, &cached).map_err(|e| e.named(source.cluster(), ""))?;
             let response = inner.call(request).await.map_err(Into::into)?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
             let Some(mut retry) = replay else { return Ok(response) };
             tracing::debug!(cluster = %source.cluster(), "the API server answered 401: refreshing the credential and retrying once");
-            let fresh = layer.cache.force_refresh(cached.generation, || async { source.fetch().await }).await?;
-            layer.apply(&mut retry, &fresh).map_err(|e| e.named(source.cluster(), ""))?;
+            let fresh = cache.force_refresh(cached.generation, || async { source.fetch().await }).await?;
+            CredentialLayer::apply(&header, &mut retry, &fresh).map_err(|e| e.named(source.cluster(), ""))?;
             let inner = inner.ready().await.map_err(Into::into)?;
             inner.call(retry).await.map_err(Into::into)
         })

@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// Why the server could not answer a request itself; sent as a Kubernetes-style `Status` object.
@@ -59,6 +59,14 @@ pub enum ServerError {
     /// The listener failed.
     #[error("the server failed: {0}")]
     Listen(String),
+    /// The server is answering as much as its limits allow (`kubeauth.server.limits`).
+    #[error("kubeauth is answering as many {what} as it may; try again in {retry_after_seconds} s")]
+    Busy {
+        /// What is at its limit.
+        what: &'static str,
+        /// When to try again.
+        retry_after_seconds: u64,
+    },
 }
 
 impl ServerError {
@@ -97,6 +105,7 @@ impl ServerError {
             )) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Facade(_) | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Setting { .. } | Self::Listen(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -105,18 +114,29 @@ impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = kubeauth::report(&self);
+        if let Self::Busy { retry_after_seconds, .. } = self {
+            tracing::debug!(%status, error = %message, "request refused at a limit");
+            let mut answer = status_response(status, message);
+            answer.headers_mut().insert(header::RETRY_AFTER, retry_after_seconds.into());
+            return answer;
+        }
         if status.is_server_error() {
             tracing::warn!(%status, error = %message, "request failed");
         }
-        let body = serde_json::json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": status.canonical_reason().unwrap_or_default().replace(' ', ""),
-            "code": status.as_u16(),
-        });
-        (status, Json(body)).into_response()
+        status_response(status, message)
     }
+}
+
+/// An answer of the server itself, as a Kubernetes `Status` (what kubectl and Backstage read).
+pub(crate) fn status_response(status: StatusCode, message: String) -> Response {
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": status.canonical_reason().unwrap_or_default().replace(' ', ""),
+        "code": status.as_u16(),
+    });
+    (status, Json(body)).into_response()
 }

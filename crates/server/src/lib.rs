@@ -17,8 +17,12 @@
 //! through the facade's credential layer.
 
 mod api_auth;
+mod backstage_auth;
 mod error;
+mod guard;
 mod headers;
+mod limits;
+mod listen;
 mod objects;
 mod proxy;
 mod state;
@@ -26,9 +30,12 @@ mod state;
 use axum::Router;
 use axum::routing::{any, get, post};
 
-pub use api_auth::ApiTokens;
+pub use api_auth::{ApiTokens, Caller};
+pub use backstage_auth::{BackstageCaller, BackstageTokenSettings, BackstageTokens};
 pub use error::ServerError;
+pub use guard::BrowserGuard;
 pub use headers::request_auth_from_headers;
+pub use limits::Limits;
 pub use objects::ServiceLocator;
 pub use state::{KubeauthServer, MIN_API_TOKEN_LENGTH};
 
@@ -38,19 +45,32 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7007";
 impl KubeauthServer {
     /// The routes, ready to serve or to nest in a larger application.
     pub fn router(self) -> Router {
-        let tokens = std::sync::Arc::new(self.api_tokens().clone());
-        let state = std::sync::Arc::new(self);
+        self.routers().0
+    }
+
+    /// The routes, and those of a connection beyond the connection cap: the probes, and `503` for the rest.
+    fn routers(self) -> (Router, Router) {
+        use axum::middleware::from_fn_with_state;
+        use std::sync::Arc;
+        let auth = self.api_auth().clone();
+        let guard = Arc::new(self.browser_guard());
+        let gates = self.gates().clone();
+        let state = Arc::new(self);
+        let probes = || Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(state::readyz));
+        // Outermost first: the browser guard (and CORS), the bound on requests in flight, the API auth.
         let api = Router::new()
             .route("/api/kubernetes/clusters", get(state::clusters))
             .route("/api/kubernetes/services/{service_id}", post(objects::service_objects))
             .route("/api/kubernetes/resources/workloads/query", post(objects::workloads_query))
             .route("/api/kubernetes/resources/custom/query", post(objects::custom_query))
             .route("/api/kubernetes/proxy/{*path}", any(proxy::proxy))
-            .route_layer(axum::middleware::from_fn_with_state(tokens, api_auth::require_token));
-        Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(state::readyz))
-            .merge(api)
-            .with_state(state)
+            .route_layer(from_fn_with_state(auth, api_auth::authenticate))
+            .layer(from_fn_with_state(gates, limits::in_flight))
+            .layer(from_fn_with_state(guard, guard::guard));
+        let app = probes().merge(api).with_state(state.clone());
+        let overflow = probes()
+            .fallback(|| async { ServerError::Busy { what: "connections", retry_after_seconds: 1 } })
+            .with_state(state);
+        (app, overflow)
     }
 }

@@ -213,17 +213,67 @@ pub(crate) async fn custom_query(
     State(server): State<Arc<KubeauthServer>>,
     Json(request): Json<CustomRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
-    if request.custom_resources.is_empty() {
-        return Err(ServerError::BadRequest("customResources: at least one {group, apiVersion, plural}".into()));
-    }
+    let custom = custom_fetches(&request.custom_resources, server.gates().limits().max_custom_resources)?;
     let (annotations, name) = resolve(&server, &request.entity_ref).await?;
-    let custom: Vec<(String, String)> = request
-        .custom_resources
-        .iter()
-        .map(|c| (c.plural.clone(), format!("/apis/{}/{}/{}", c.group, c.api_version, c.plural)))
-        .collect();
     let items = entity_objects(&server, &annotations, &name, &request.auth, Some(&custom)).await?;
     Ok(Json(ObjectsResponse { items }))
+}
+
+/// The (name, path) of each distinct entry of `customResources`, each part checked as a Kubernetes name; at
+/// most `max` of them.
+fn custom_fetches(resources: &[CustomResource], max: usize) -> Result<Vec<(String, String)>, ServerError> {
+    if resources.is_empty() {
+        return Err(ServerError::BadRequest("customResources: at least one {group, apiVersion, plural}".into()));
+    }
+    let mut fetches: Vec<(String, String)> = Vec::new();
+    for (i, c) in resources.iter().enumerate() {
+        let path = resource_path(&c.group, &c.api_version, &c.plural)
+            .map_err(|message| ServerError::BadRequest(format!("customResources[{i}].{message}")))?;
+        if !fetches.iter().any(|(_, p)| *p == path) {
+            fetches.push((c.plural.clone(), path));
+        }
+    }
+    if fetches.len() > max {
+        return Err(ServerError::BadRequest(format!(
+            "customResources: {} distinct entries, at most {max} (kubeauth.server.limits.maxCustomResources)",
+            fetches.len()
+        )));
+    }
+    Ok(fetches)
+}
+
+/// The cluster-wide list path of a resource type, each part checked: `group` empty (the core group) or a DNS
+/// subdomain, `api_version` and `plural` DNS labels. The error names the field.
+fn resource_path(group: &str, api_version: &str, plural: &str) -> Result<String, String> {
+    if !group.is_empty() && !is_dns_subdomain(group) {
+        return Err(format!("group: `{group}` is not an API group (a DNS subdomain, or empty for the core group)"));
+    }
+    if !is_dns_label(api_version) {
+        return Err(format!("apiVersion: `{api_version}` is not an API version (v1, v1beta1, …)"));
+    }
+    if !is_dns_label(plural) {
+        return Err(format!("plural: `{plural}` is not a resource name (lowercase letters, digits and `-`)"));
+    }
+    Ok(if group.is_empty() {
+        format!("/api/{api_version}/{plural}")
+    } else {
+        format!("/apis/{group}/{api_version}/{plural}")
+    })
+}
+
+/// An RFC 1123 label: lowercase letters, digits and `-` inside, at most 63 characters (namespaces, versions,
+/// resource names).
+fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+/// An RFC 1123 subdomain: labels joined by `.`, at most 253 characters (API groups).
+fn is_dns_subdomain(text: &str) -> bool {
+    text.len() <= 253 && text.split('.').all(is_dns_label)
 }
 
 /// The objects of the entity with `annotations` (`backstage.io/kubernetes-*`) from each of its clusters: the
@@ -242,17 +292,21 @@ async fn entity_objects(
             format!("backstage.io/kubernetes-id={}", annotation("backstage.io/kubernetes-id").unwrap_or(service_id))
         }
     };
-    let namespace = annotation("backstage.io/kubernetes-namespace").map(str::to_owned);
+    let namespace = annotation("backstage.io/kubernetes-namespace");
+    if let Some(namespace) = namespace.filter(|ns| !is_dns_label(ns)) {
+        return Err(ServerError::BadRequest(format!(
+            "the entity's annotation backstage.io/kubernetes-namespace: `{namespace}` is not a namespace name"
+        )));
+    }
+    // A bounded number of queries fan out at once; the others wait their turn, or are refused promptly.
+    let _turn = server.gates().query_turn().await?;
     let located = server.clusters().await?;
     let wanted = match server.service_locator() {
         ServiceLocator::SingleTenant => Some(annotation("backstage.io/kubernetes-cluster")),
         _ => None,
     };
     let clusters = located.iter().filter(|c| wanted.is_none_or(|w| w == Some(c.name.as_str())));
-    Ok(join_all(
-        clusters.map(|cluster| objects_of(server, cluster, auth, &label_selector, namespace.as_deref(), custom)),
-    )
-    .await)
+    Ok(join_all(clusters.map(|cluster| objects_of(server, cluster, auth, &label_selector, namespace, custom))).await)
 }
 
 async fn objects_of(
@@ -303,15 +357,26 @@ async fn objects_of(
                     .iter()
                     .map(|t| (t.name.to_owned(), t.paths.iter().map(|p| scoped(p, namespace)).collect())),
             );
-            fetches.extend(cluster.custom_resources.iter().map(|c| {
-                (
-                    c.plural.clone(),
-                    vec![scoped(&format!("/apis/{}/{}/{}", c.group, c.api_version, c.plural), namespace)],
-                )
-            }));
+            for c in &cluster.custom_resources {
+                match resource_path(&c.group, &c.api_version, &c.plural) {
+                    Ok(path) => fetches.push((c.plural.clone(), vec![scoped(&path, namespace)])),
+                    Err(message) => objects.errors.push(FetchError {
+                        error_type: "BAD_REQUEST",
+                        status_code: None,
+                        resource_path: None,
+                        message: Some(format!("the cluster's customResources: {message}")),
+                    }),
+                }
+            }
         }
     }
-    let results = join_all(fetches.iter().map(|(name, paths)| fetch(&client, name, paths, &list))).await;
+    // The cluster's list requests, of every query, take turns.
+    let turns = server.gates().cluster(&cluster.name);
+    let results = join_all(fetches.iter().map(|(name, paths)| async {
+        let _turn = turns.acquire().await;
+        fetch(&client, name, paths, &list).await
+    }))
+    .await;
     for result in results {
         match result {
             Ok(resources) => objects.resources.push(resources),
@@ -382,4 +447,52 @@ async fn fetch(
         resource_path: None,
         message: None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(group: &str, api_version: &str, plural: &str) -> CustomResource {
+        CustomResource { group: group.into(), api_version: api_version.into(), plural: plural.into() }
+    }
+
+    #[test]
+    fn custom_resources_become_checked_paths() {
+        let fetches = custom_fetches(
+            &[
+                entry("argoproj.io", "v1alpha1", "rollouts"),
+                entry("", "v1", "configmaps"),
+                entry("argoproj.io", "v1alpha1", "rollouts"),
+            ],
+            32,
+        )
+        .unwrap();
+        assert_eq!(
+            fetches,
+            [
+                ("rollouts".to_owned(), "/apis/argoproj.io/v1alpha1/rollouts".to_owned()),
+                ("configmaps".to_owned(), "/api/v1/configmaps".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn spliced_paths_and_floods_are_refused() {
+        for (bad, field) in [
+            (entry("apps", "v1", "secrets?x="), "customResources[0].plural"),
+            (entry("apps", "v1/../../api/v1", "secrets"), "customResources[0].apiVersion"),
+            (entry("a/b", "v1", "pods"), "customResources[0].group"),
+            (entry("apps", "v1", "Pods"), "customResources[0].plural"),
+        ] {
+            let err = custom_fetches(&[bad], 32).unwrap_err().to_string();
+            assert!(err.starts_with(field), "{err}");
+        }
+        let many: Vec<_> = (0..40).map(|i| entry("example.com", "v1", &format!("kind{i}"))).collect();
+        let err = custom_fetches(&many, 32).unwrap_err().to_string();
+        assert!(err.contains("40 distinct entries, at most 32"), "{err}");
+        // Repeats of one entry count once.
+        let repeated: Vec<_> = (0..3000).map(|_| entry("example.com", "v1", "widgets")).collect();
+        assert_eq!(custom_fetches(&repeated, 32).unwrap().len(), 1);
+    }
 }

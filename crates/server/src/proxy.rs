@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
@@ -37,33 +37,103 @@ const CLUSTER_HEADER: &str = "backstage-kubernetes-cluster";
 /// Where the proxy's routes start; what follows is the path on the API server.
 pub(crate) const PREFIX: &str = "/api/kubernetes/proxy";
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) never cross a proxy.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+/// The request headers that go upstream: content negotiation, conditional requests, the body's framing, what
+/// kubectl sends about itself, and the WebSocket handshake (with its `Origin`, which the API server's watch
+/// handshake requires and the browser guard has already checked). Nothing else does: not `Impersonate-*` or
+/// `X-Remote-*` (the caller would act as another user with the server's credential), not `Cookie`,
+/// `Proxy-*`, `Forwarded`/`X-Forwarded-*`, nor the caller's `Authorization` (the cluster's credential is set by
+/// the credential layer).
+const UPSTREAM_REQUEST_HEADERS: [&str; 22] = [
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "audit-id",
+    "cache-control",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-unmodified-since",
+    "kubectl-command",
+    "kubectl-session",
+    "origin",
+    "sec-websocket-extensions",
+    "sec-websocket-key",
+    "sec-websocket-protocol",
+    "sec-websocket-version",
+    "user-agent",
+    "x-request-id",
+    "x-stream-protocol-version",
 ];
 
-/// The headers of a request as they go upstream: no hop-by-hop headers, no `Host`, no Backstage headers, and no
-/// `Authorization` of the caller's: the cluster's credential is set by the credential layer.
+/// The answer headers that come back to the caller, on the server's origin. Not `Set-Cookie` (a cookie of the
+/// server's origin), `Access-Control-*` (the server's CORS is its own), `Strict-Transport-Security`, `Alt-Svc`,
+/// `Refresh`, `Clear-Site-Data` or the API server's own `Content-Security-Policy`; `Location` only as rewritten
+/// by [`proxied_location`].
+const CALLER_RESPONSE_HEADERS: [&str; 21] = [
+    "audit-id",
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-type",
+    "date",
+    "etag",
+    "expires",
+    "last-modified",
+    "retry-after",
+    "sec-websocket-accept",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+    "vary",
+    "warning",
+    "www-authenticate",
+    "x-kubernetes-pf-flowschema-uid",
+    "x-kubernetes-pf-prioritylevel-uid",
+    "x-stream-protocol-version",
+];
+
+/// The headers of a request as they go upstream: those of [`UPSTREAM_REQUEST_HEADERS`].
 fn upstream_headers(incoming: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(incoming.len());
     for (name, value) in incoming {
-        if HOP_BY_HOP.contains(name)
-            || name == header::HOST
-            || name == header::AUTHORIZATION
-            || name.as_str().starts_with("backstage-kubernetes-")
-        {
-            continue;
+        if UPSTREAM_REQUEST_HEADERS.contains(&name.as_str()) {
+            out.append(name.clone(), value.clone());
         }
-        out.append(name.clone(), value.clone());
     }
     out
+}
+
+/// The headers of an answer as they go back: those of [`CALLER_RESPONSE_HEADERS`], a `Location` under the
+/// proxy, and what keeps a browser from running or sniffing the answer as a page of the server's origin.
+fn caller_headers(upstream: &HeaderMap, cluster_path: &str) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(upstream.len() + 2);
+    for (name, value) in upstream {
+        if CALLER_RESPONSE_HEADERS.contains(&name.as_str()) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(location) = upstream.get(header::LOCATION).and_then(|l| proxied_location(l, cluster_path)) {
+        out.insert(header::LOCATION, location);
+    }
+    out.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    out.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    out
+}
+
+/// A redirect of the API server (`/…/proxy` to `/…/proxy/`) as a path under the proxy; a redirect elsewhere (an
+/// absolute or scheme-relative URL, a path outside the cluster URL's) is dropped.
+fn proxied_location(location: &HeaderValue, cluster_path: &str) -> Option<HeaderValue> {
+    let location = location.to_str().ok()?;
+    if !location.starts_with('/') || location.starts_with("//") || location.starts_with("/\\") {
+        return None;
+    }
+    let prefix = cluster_path.trim_end_matches('/');
+    let rest = location.strip_prefix(prefix).filter(|r| r.starts_with('/'))?;
+    HeaderValue::from_str(&format!("{PREFIX}{rest}")).ok()
 }
 
 /// The protocol a request asks to upgrade to, if it does (`Connection: upgrade` and `Upgrade: <protocol>`).
@@ -89,6 +159,7 @@ pub(crate) async fn proxy(
     let cluster = server.cluster(cluster_name).await?;
     let auth = request_auth_from_headers(&parts.headers);
     let client = server.http_client(&cluster, &auth).await?;
+    let cluster_path = cluster.url.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_default();
 
     let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let body = match length {
@@ -144,18 +215,19 @@ pub(crate) async fn proxy(
                 Err(e) => tracing::warn!(cluster = %name, error = %e, "an upgrade did not complete"),
             }
         });
-        // The 101 with the API server's headers (Upgrade, Connection, Sec-WebSocket-Accept, the protocol).
-        let (parts, _) = response.into_parts();
+        // The 101 with the API server's handshake headers (Sec-WebSocket-Accept, the protocol).
+        let (mut parts, _) = response.into_parts();
+        let upgrade = parts.headers.get(header::UPGRADE).cloned().or(protocol);
+        parts.headers = caller_headers(&parts.headers, &cluster_path);
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Some(upgrade) = upgrade {
+            parts.headers.insert(header::UPGRADE, upgrade);
+        }
         return Ok(Response::from_parts(parts, Body::empty()));
     }
 
     let (mut parts, body) = response.into_parts();
-    // HTTP/2 answers carry no hop-by-hop header.
-    if parts.version != http::Version::HTTP_2 {
-        for name in HOP_BY_HOP {
-            parts.headers.remove(name);
-        }
-    }
+    parts.headers = caller_headers(&parts.headers, &cluster_path);
     parts.version = http::Version::HTTP_11;
     Ok(Response::from_parts(parts, Body::new(body)).into_response())
 }
@@ -201,6 +273,8 @@ fn has_encoded_delimiter(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderName;
+
     use super::*;
 
     fn target(path: &str) -> Result<String, String> {
@@ -219,6 +293,72 @@ mod tests {
             target("/api/kubernetes/proxy/api/v1/namespaces/x..y/pods"),
             Ok("/api/v1/namespaces/x..y/pods".into())
         );
+    }
+
+    #[test]
+    fn only_listed_headers_go_upstream() {
+        let mut incoming = HeaderMap::new();
+        for (name, value) in [
+            ("accept", "application/json"),
+            ("content-type", "application/json"),
+            ("user-agent", "kubectl/v1.37"),
+            ("impersonate-user", "admin"),
+            ("impersonate-group", "system:masters"),
+            ("impersonate-extra-scopes", "x"),
+            ("x-remote-user", "admin"),
+            ("x-remote-group", "system:masters"),
+            ("cookie", "session=1"),
+            ("proxy-authorization", "Basic eA=="),
+            ("authorization", "Bearer api-token"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("backstage-kubernetes-authorization-oidc", "id-token"),
+        ] {
+            incoming.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        let out = upstream_headers(&incoming);
+        let mut names: Vec<_> = out.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "content-type", "user-agent"]);
+    }
+
+    #[test]
+    fn answers_come_back_without_cookies_and_sandboxed() {
+        let mut upstream = HeaderMap::new();
+        upstream.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        upstream.insert(header::SET_COOKIE, HeaderValue::from_static("session=stolen; Path=/"));
+        upstream.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        upstream.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=1"));
+        upstream.insert(header::LOCATION, HeaderValue::from_static("https://evil.example/"));
+        let out = caller_headers(&upstream, "/");
+        assert_eq!(out.get(header::CONTENT_TYPE).unwrap(), "text/html");
+        assert_eq!(out.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
+        assert!(out.get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().starts_with("sandbox"));
+        for gone in [
+            header::SET_COOKIE,
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::STRICT_TRANSPORT_SECURITY,
+            header::LOCATION,
+        ] {
+            assert!(out.get(&gone).is_none(), "{gone} came back");
+        }
+    }
+
+    #[test]
+    fn redirects_stay_under_the_proxy() {
+        let location = |value: &'static str, cluster_path: &str| {
+            proxied_location(&HeaderValue::from_static(value), cluster_path).map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            location("/api/v1/namespaces/a/services/b/proxy/", "/"),
+            Some("/api/kubernetes/proxy/api/v1/namespaces/a/services/b/proxy/".into())
+        );
+        assert_eq!(
+            location("/k8s/clusters/c-1/api/v1/x/", "/k8s/clusters/c-1"),
+            Some("/api/kubernetes/proxy/api/v1/x/".into())
+        );
+        assert_eq!(location("/elsewhere/", "/k8s/clusters/c-1"), None);
+        assert_eq!(location("//evil.example/", "/"), None);
+        assert_eq!(location("https://evil.example/", "/"), None);
     }
 
     #[test]

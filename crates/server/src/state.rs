@@ -17,8 +17,11 @@ pub const MIN_API_TOKEN_LENGTH: usize = 16;
 pub struct KubeauthServer {
     kubeauth: Kubeauth,
     service_locator: crate::ServiceLocator,
-    api_tokens: crate::ApiTokens,
+    auth: Arc<crate::api_auth::ApiAuth>,
     catalog: Option<kubeauth::locator::catalog::CatalogClient>,
+    cors_origins: Vec<String>,
+    allowed_hosts: Vec<String>,
+    gates: Arc<crate::limits::Gates>,
 }
 
 impl std::fmt::Debug for KubeauthServer {
@@ -26,7 +29,7 @@ impl std::fmt::Debug for KubeauthServer {
         f.debug_struct("KubeauthServer")
             .field("kubeauth", &self.kubeauth)
             .field("service_locator", &self.service_locator)
-            .field("api_tokens", &self.api_tokens)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -38,8 +41,11 @@ impl KubeauthServer {
         Self {
             kubeauth,
             service_locator: crate::ServiceLocator::default(),
-            api_tokens: crate::ApiTokens::default(),
+            auth: Arc::default(),
             catalog: None,
+            cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            gates: Arc::new(crate::limits::Gates::new(crate::Limits::default())),
         }
     }
 
@@ -51,9 +57,25 @@ impl KubeauthServer {
 
     /// A server over a toolkit of your own (with custom providers), with the settings of `config`:
     /// `kubernetes.serviceLocatorMethod`, `kubeauth.server.auth.bearerTokens` (each at least
-    /// [`MIN_API_TOKEN_LENGTH`] characters) and `kubeauth.catalog`. Every error names its key.
+    /// [`MIN_API_TOKEN_LENGTH`] characters), `kubeauth.server.cors`, `allowedHosts` and `limits`, and
+    /// `kubeauth.catalog`. Every error names its key.
     pub fn configure(kubeauth: Kubeauth, config: &AppConfig, env: &ResolveContext) -> Result<Self, ServerError> {
         let mut server = Self::new(kubeauth);
+        let settings = &config.kubeauth.server;
+        server.cors_origins = settings.cors.as_ref().map(|c| c.origin.clone()).unwrap_or_default();
+        for (i, origin) in server.cors_origins.iter().enumerate() {
+            let well_formed = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && origin.trim_end_matches('/').splitn(4, '/').nth(3).is_none_or(str::is_empty);
+            if !well_formed {
+                return Err(ServerError::setting(
+                    config.origin.as_deref(),
+                    &format!("kubeauth.server.cors.origin[{i}]"),
+                    format!("`{origin}` is not an origin (scheme://host[:port])"),
+                ));
+            }
+        }
+        server.allowed_hosts = settings.allowed_hosts.clone().unwrap_or_default();
+        server = server.with_limits(crate::Limits::from_config(settings.limits.as_ref(), config.origin.as_deref())?);
         if let Some(method) = &config.kubernetes.service_locator_method {
             server.service_locator = crate::ServiceLocator::from_type(&method.kind).ok_or_else(|| {
                 ServerError::setting(
@@ -63,7 +85,9 @@ impl KubeauthServer {
                 )
             })?;
         }
-        server.api_tokens = api_tokens(config, env)?;
+        let tokens = api_tokens(config, env)?;
+        let backstage = backstage_tokens(config, env)?;
+        server.auth = Arc::new(crate::api_auth::ApiAuth { tokens, backstage });
         // Entity references of the workloads and custom-resource queries are resolved in this catalog.
         if config.kubeauth.catalog.is_some() {
             server.catalog = Some(kubeauth::locator::catalog::client_from_config(config, env)?);
@@ -80,7 +104,32 @@ impl KubeauthServer {
     /// Callers of the API must present one of these tokens (`Authorization: Bearer …`); `/healthz` and
     /// `/readyz` stay open. No tokens: the API is open (only on a loopback listener, see [`serve`](Self::serve)).
     pub fn with_api_tokens(mut self, tokens: crate::ApiTokens) -> Self {
-        self.api_tokens = tokens;
+        self.auth = Arc::new(crate::api_auth::ApiAuth { tokens, backstage: self.take_backstage() });
+        self
+    }
+
+    /// Callers may present a token of this Backstage backend (a signed-in user's, or an accepted plugin's),
+    /// besides the API tokens.
+    pub fn with_backstage_tokens(mut self, backstage: crate::BackstageTokens) -> Self {
+        let tokens = self.auth.tokens.clone();
+        self.auth = Arc::new(crate::api_auth::ApiAuth { tokens, backstage: Some(backstage) });
+        self
+    }
+
+    fn take_backstage(&mut self) -> Option<crate::BackstageTokens> {
+        Arc::get_mut(&mut self.auth).and_then(|auth| auth.backstage.take())
+    }
+
+    /// Browser apps allowed to call the API from these origins (`scheme://host[:port]`): they get CORS
+    /// answers; a request from any other origin is refused.
+    pub fn with_cors_origins(mut self, origins: impl IntoIterator<Item = String>) -> Self {
+        self.cors_origins = origins.into_iter().collect();
+        self
+    }
+
+    /// The bounds on what callers may take.
+    pub fn with_limits(mut self, limits: crate::Limits) -> Self {
+        self.gates = Arc::new(crate::limits::Gates::new(limits));
         self
     }
 
@@ -100,12 +149,21 @@ impl KubeauthServer {
         self.catalog.as_ref()
     }
 
-    pub(crate) fn api_tokens(&self) -> &crate::ApiTokens {
-        &self.api_tokens
+    pub(crate) fn api_auth(&self) -> &Arc<crate::api_auth::ApiAuth> {
+        &self.auth
     }
 
     pub(crate) fn service_locator(&self) -> crate::ServiceLocator {
         self.service_locator
+    }
+
+    pub(crate) fn gates(&self) -> &Arc<crate::limits::Gates> {
+        &self.gates
+    }
+
+    /// The browser guard: the loopback rules when the API is open.
+    pub(crate) fn browser_guard(&self) -> crate::guard::BrowserGuard {
+        crate::guard::BrowserGuard::new(self.auth.is_open(), &self.cors_origins, &self.allowed_hosts)
     }
 
     /// Locates the clusters and validates each against the registry: what `kubeauth serve` runs before it
@@ -118,7 +176,8 @@ impl KubeauthServer {
         Ok(clusters)
     }
 
-    /// Serves the API on `listener` until `shutdown` completes. An open API (no API tokens) is served only on a
+    /// Serves the API on `listener` until `shutdown` completes, within `kubeauth.server.limits` (connections,
+    /// the time to send a request's headers, idle connections). An open API (no API auth) is served only on a
     /// loopback address: the proxy authenticates with the server's own credentials, so beyond loopback its
     /// callers must authenticate too.
     pub async fn serve(
@@ -128,22 +187,14 @@ impl KubeauthServer {
     ) -> Result<(), ServerError> {
         let address = listener.local_addr().map_err(|e| ServerError::Listen(e.to_string()))?;
         self.check_listen_address(address)?;
-        use axum::serve::ListenerExt as _;
-        // Answers leave at once, without Nagle's delay.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| ServerError::Listen(e.to_string()))
+        let limits = self.gates.limits().clone();
+        let (app, overflow) = self.routers();
+        crate::listen::serve(listener, app, overflow, &limits, shutdown).await
     }
 
     /// The rule [`serve`](Self::serve) applies: an open API only on a loopback address.
     pub fn check_listen_address(&self, address: SocketAddr) -> Result<(), ServerError> {
-        if !address.ip().is_loopback() && self.api_tokens.is_empty() {
+        if !address.ip().is_loopback() && self.auth.is_open() {
             return Err(ServerError::setting(
                 None,
                 "kubeauth.server.auth.bearerTokens",
@@ -207,7 +258,45 @@ impl std::ops::Deref for LocatedCluster {
     }
 }
 
-/// The tokens of `kubeauth.server.auth.bearerTokens`; an empty list or a short token is an error naming it.
+/// The verifier of `kubeauth.server.auth.backstage`, if configured; a wrong setting is an error naming it.
+fn backstage_tokens(config: &AppConfig, env: &ResolveContext) -> Result<Option<crate::BackstageTokens>, ServerError> {
+    let Some(backstage) = config.kubeauth.server.auth.as_ref().and_then(|a| a.backstage.as_ref()) else {
+        return Ok(None);
+    };
+    const KEY: &str = "kubeauth.server.auth.backstage";
+    let origin = config.origin.as_deref();
+    let backend =
+        kubeauth::locator::catalog::backend_from_config(config, env, KEY, &backstage.base_url, &backstage.ca_file)?;
+    let mut settings = crate::BackstageTokenSettings::default();
+    for (i, plugin) in backstage.plugins.iter().enumerate() {
+        if !crate::backstage_auth::plugin_id_allowed(plugin) {
+            let message = format!("`{plugin}` is not a plugin id (letters, digits, `_`, `-`)");
+            return Err(ServerError::setting(origin, &format!("{KEY}.plugins[{i}]"), message));
+        }
+    }
+    settings.plugins.clone_from(&backstage.plugins);
+    if let Some(id) = &backstage.plugin_id {
+        if !crate::backstage_auth::plugin_id_allowed(id) {
+            let message = format!("`{id}` is not a plugin id (letters, digits, `_`, `-`)");
+            return Err(ServerError::setting(origin, &format!("{KEY}.pluginId"), message));
+        }
+        settings.plugin_id.clone_from(id);
+    }
+    if let Some(skew) = backstage.clock_skew_seconds {
+        if skew > 300 {
+            return Err(ServerError::setting(
+                origin,
+                &format!("{KEY}.clockSkewSeconds"),
+                format!("{skew} is over 300"),
+            ));
+        }
+        settings.clock_skew = std::time::Duration::from_secs(skew);
+    }
+    Ok(Some(crate::BackstageTokens::new(backend, settings)))
+}
+
+/// The tokens of `kubeauth.server.auth.bearerTokens`: none when the list is left out, an error naming the key
+/// for a short token, or for an empty list with no Backstage either.
 fn api_tokens(config: &AppConfig, env: &ResolveContext) -> Result<crate::ApiTokens, ServerError> {
     let Some(auth) = &config.kubeauth.server.auth else { return Ok(crate::ApiTokens::default()) };
     let ctx = config.resolve_context(env);
@@ -225,7 +314,7 @@ fn api_tokens(config: &AppConfig, env: &ResolveContext) -> Result<crate::ApiToke
         }
         tokens.push(token.into());
     }
-    if tokens.is_empty() {
+    if tokens.is_empty() && auth.backstage.is_none() {
         return Err(ServerError::setting(
             origin,
             "kubeauth.server.auth.bearerTokens",
@@ -272,5 +361,38 @@ pub(crate) async fn readyz(State(server): State<Arc<KubeauthServer>>) -> impl In
     match server.clusters().await {
         Ok(clusters) => (StatusCode::OK, format!("ok: {} clusters\n", clusters.len())),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", kubeauth::report(&e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The YAML examples of docs/server.md that set `kubeauth.server`.
+    fn documented_server_settings() -> Vec<String> {
+        let page = include_str!("../../../docs/server.md");
+        page.split("```yaml\n")
+            .skip(1)
+            .filter_map(|block| block.split_once("```").map(|(yaml, _)| yaml.to_owned()))
+            .filter(|yaml| yaml.contains("\n  server:\n"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_documented_server_setting_configures_a_server() {
+        let examples = documented_server_settings();
+        assert!(examples.len() >= 4, "{} examples", examples.len());
+        let env = ResolveContext::new(|name| (name == "KUBEAUTH_API_TOKEN").then(|| "a-token-of-24-characters".into()));
+        for yaml in examples {
+            let config = AppConfig::from_yaml_str(&yaml, None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+            let server = KubeauthServer::from_config(&config, &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+            let open = server.api_auth().is_open();
+            assert_eq!(open, !yaml.contains("\n    auth:\n"), "{yaml}");
+            // An open server only on loopback; any server with API auth anywhere.
+            assert_eq!(server.check_listen_address("0.0.0.0:7007".parse().unwrap()).is_ok(), !open, "{yaml}");
+            if let Some(limits) = config.kubeauth.server.limits.as_ref() {
+                assert_eq!(server.gates().limits().max_connections, limits.max_connections.unwrap_or(1024));
+            }
+        }
     }
 }

@@ -145,12 +145,7 @@ impl Connector {
     /// A raw HTTP client for `cluster`, authenticated by its provider (with `auth` for client-side ones): what
     /// a proxy forwards requests with.
     pub async fn http_client(&self, cluster: &ClusterDetails, auth: &RequestAuth) -> Result<ClusterHttpClient, Error> {
-        let (ready, layer) = self.layer(cluster, auth).await?;
-        // A user's token that is missing is this cluster's error now, before anything is sent; a server-side
-        // credential is got (and its failure reported) by the first request.
-        if ready.shared_layer.is_none() {
-            layer.credential().await?;
-        }
+        let (ready, layer, _) = self.layer(cluster, auth).await?;
         Ok(http_client(&ready, layer))
     }
 
@@ -184,29 +179,32 @@ impl Connector {
         cluster: &ClusterDetails,
         auth: &RequestAuth,
     ) -> Result<(Arc<Ready>, CredentialLayer, Credential), Error> {
-        let (ready, layer) = self.layer(cluster, auth).await?;
-        let credential = layer.credential().await?;
+        let (ready, layer, credential) = self.layer(cluster, auth).await?;
+        let credential = match credential {
+            Some(credential) => credential,
+            None => layer.credential().await?,
+        };
         Ok((ready, layer, credential))
     }
 
-    /// The cluster's entry ready for use, and its credential layer for `auth`.
+    /// The cluster's entry ready for use, and its credential layer for `auth`: for a server-side provider the
+    /// entry's shared one (its credential got by the first request); for a client-side one, a layer of the
+    /// user's credential, got now, so that a missing token is this cluster's error before anything is sent.
     async fn layer(
         &self,
         cluster: &ClusterDetails,
         auth: &RequestAuth,
-    ) -> Result<(Arc<Ready>, CredentialLayer), Error> {
+    ) -> Result<(Arc<Ready>, CredentialLayer, Option<Credential>), Error> {
         let entry = self.entry(cluster)?;
         let ready = entry.ready.get_or_try_init(|| async { self.build(&entry).map(Arc::new) }).await?.clone();
-        let layer = match &ready.shared_layer {
-            Some(layer) => layer.clone(),
-            None => CredentialLayer::new(Arc::new(BoundProvider {
-                key: entry.key.clone(),
-                provider: entry.provider.clone(),
-                cluster: entry.cluster.clone(),
-                auth: auth.clone(),
-            })),
-        };
-        Ok((ready, layer))
+        match &ready.shared_layer {
+            Some(layer) => Ok((ready.clone(), layer.clone(), None)),
+            None => {
+                let credential = entry.provider.credential(&entry.key, &entry.cluster, auth).await?;
+                let layer = CredentialLayer::fixed(&entry.cluster.name, credential.clone())?;
+                Ok((ready, layer, Some(credential)))
+            }
+        }
     }
 
     /// The entry of `cluster`: the existing one if nothing that matters changed, else a new one.
@@ -238,7 +236,6 @@ impl Connector {
                 key: entry.key.clone(),
                 provider: entry.provider.clone(),
                 cluster: entry.cluster.clone(),
-                auth: RequestAuth::none(),
             }))),
             Provider::Client(_) => None,
         };
@@ -279,6 +276,7 @@ fn same_connection(a: &ClusterDetails, b: &ClusterDetails) -> bool {
         && a.ca_data == b.ca_data
         && a.ca_file == b.ca_file
         && a.skip_tls_verify == b.skip_tls_verify
+        && a.connect_addresses == b.connect_addresses
         && a.auth_metadata == b.auth_metadata
         && a.service_account_token.as_ref().map(|t| t.expose_secret())
             == b.service_account_token.as_ref().map(|t| t.expose_secret())
@@ -325,12 +323,11 @@ fn kube_client(http: ClusterHttpClient) -> kube::Client {
     kube::Client::new(service, "default")
 }
 
-/// A provider bound to one cluster and one request's user tokens: the credential layer's source.
+/// A server-side provider bound to one cluster: the source of the entry's shared credential layer.
 struct BoundProvider {
     key: String,
     provider: Provider,
     cluster: Arc<ClusterDetails>,
-    auth: RequestAuth,
 }
 
 impl CredentialSource for BoundProvider {
@@ -339,11 +336,6 @@ impl CredentialSource for BoundProvider {
     }
 
     fn fetch(&self) -> CredentialFuture<'_> {
-        Box::pin(self.provider.credential(&self.key, &self.cluster, &self.auth))
-    }
-
-    /// A server-side provider may give a new credential; a user's token from the request is the same one.
-    fn refreshable(&self) -> bool {
-        matches!(self.provider, Provider::Server(_))
+        Box::pin(async move { self.provider.credential(&self.key, &self.cluster, &RequestAuth::none()).await })
     }
 }

@@ -13,7 +13,8 @@ use http::{Request, Response, Uri, header};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::HttpConnector as Tcp;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kubeauth_core::{BoxError, ClusterDetails};
 use tower::ServiceExt as _;
@@ -63,7 +64,7 @@ impl Transport {
         opened: Arc<AtomicU64>,
     ) -> Result<Self, Error> {
         let base = Base::parse(cluster)?;
-        let mut http = HttpConnector::new();
+        let mut http = Tcp::new_with_resolver(Resolver::of(cluster));
         http.enforce_http(false);
         // No Nagle delay: a small request must not wait for the previous ACK.
         http.set_nodelay(true);
@@ -286,5 +287,53 @@ mod tests {
         assert_eq!(plain.absolute(&"/version".parse().unwrap()).unwrap().to_string(), "https://10.0.0.1:6443/version");
         assert_eq!(plain.origin.to_string(), "https://10.0.0.1:6443/");
         assert!(plain.absolute(&"https://evil.example/api".parse().unwrap()).is_err(), "never another host");
+    }
+}
+
+/// What the connector resolves the host with.
+type HttpConnector = Tcp<Resolver>;
+
+/// The cluster's checked addresses when a locator pinned them ([`ClusterDetails::connect_addresses`]), else
+/// the system's resolver.
+#[derive(Clone)]
+pub(crate) enum Resolver {
+    System(GaiResolver),
+    Pinned(Arc<[std::net::IpAddr]>),
+}
+
+impl Resolver {
+    fn of(cluster: &ClusterDetails) -> Self {
+        if cluster.connect_addresses.is_empty() {
+            Self::System(GaiResolver::new())
+        } else {
+            Self::Pinned(cluster.connect_addresses.as_slice().into())
+        }
+    }
+}
+
+impl tower::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), std::io::Error>> {
+        match self {
+            Self::System(gai) => gai.poll_ready(cx),
+            Self::Pinned(_) => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        match self {
+            Self::System(gai) => {
+                let resolving = gai.call(name);
+                Box::pin(async move { Ok(resolving.await?.collect::<Vec<_>>().into_iter()) })
+            }
+            // The port is set by the connector from the URL.
+            Self::Pinned(addresses) => {
+                let addresses: Vec<_> = addresses.iter().map(|ip| std::net::SocketAddr::new(*ip, 0)).collect();
+                Box::pin(std::future::ready(Ok(addresses.into_iter())))
+            }
+        }
     }
 }

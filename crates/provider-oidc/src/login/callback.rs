@@ -23,6 +23,13 @@ pub(super) async fn wait(listener: &TcpListener, expected_state: &str, provider:
             continue;
         }
         let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        // The state first: a page that makes the browser request `/callback?error=…` must not end the login.
+        if param("state").as_deref() != Some(expected_state) {
+            // Not the redirect of this login (a stale tab, or a forged request): keep waiting for the real one.
+            let _ = respond(&mut stream, "400 Bad Request", &page("Login failed", "unexpected state")).await;
+            tracing::warn!(provider, "ignored a login redirect with the wrong state");
+            continue;
+        }
         if let Some(error) = param("error") {
             let description = param("error_description").map(|d| format!(": {d}")).unwrap_or_default();
             let _ = respond(&mut stream, "200 OK", &page("Login failed", &format!("{error}{description}"))).await;
@@ -31,12 +38,6 @@ pub(super) async fn wait(listener: &TcpListener, expected_state: &str, provider:
                 what: "authorization",
                 message: format!("{error}{description}"),
             });
-        }
-        if param("state").as_deref() != Some(expected_state) {
-            // Not the redirect of this login (a stale tab, or a forged request): keep waiting for the real one.
-            let _ = respond(&mut stream, "400 Bad Request", &page("Login failed", "unexpected state")).await;
-            tracing::warn!(provider, "ignored a login redirect with the wrong state");
-            continue;
         }
         let Some(code) = param("code") else {
             let _ = respond(&mut stream, "400 Bad Request", &page("Login failed", "no code")).await;
@@ -82,4 +83,31 @@ fn page(title: &str, text: &str) -> String {
         escape(title),
         escape(text)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: std::net::SocketAddr, target: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn only_the_redirect_with_the_logins_state_ends_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let waiting = tokio::spawn(async move { wait(&listener, "the-state", "okta").await });
+        // A forged error without the state, and one with a wrong state: ignored.
+        assert!(get(addr, "/callback?error=access_denied").await.starts_with("HTTP/1.1 400"));
+        assert!(get(addr, "/callback?error=access_denied&state=guess").await.starts_with("HTTP/1.1 400"));
+        assert!(get(addr, "/callback?code=stolen&state=guess").await.starts_with("HTTP/1.1 400"));
+        assert!(!waiting.is_finished());
+        assert!(get(addr, "/callback?code=the-code&state=the-state").await.starts_with("HTTP/1.1 200"));
+        assert_eq!(waiting.await.unwrap().unwrap(), "the-code");
+    }
 }

@@ -1,0 +1,347 @@
+//! `kubeauth serve` as an attacker meets it, in front of the real API server: what callers who are not the
+//! server's user (a web page, a hostile client, a caller with a token of its own) can make the server's
+//! credential do. Each server here runs as `kubeauth serve` runs it ([`KubeauthServer::serve`]: its own
+//! listener, limits and browser guard).
+
+use std::time::{Duration, Instant};
+
+use kubeauth::{AppConfig, ResolveContext};
+use kubeauth_server::KubeauthServer;
+use kubeauth_testkit::backstage_auth::FakeBackstageAuth;
+use kubeauth_testkit::{TestCluster, http, service_account};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Serves `yaml` as `kubeauth serve` does, on a loopback port; returns the address.
+async fn serve(yaml: &str) -> String {
+    let config = AppConfig::from_yaml_str(yaml, None).unwrap();
+    let server = KubeauthServer::from_config(&config, &ResolveContext::new(|_| None)).unwrap();
+    server.check().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    addr
+}
+
+/// A config with one cluster `name` of the shared API server, authenticated with `token`; `extra` is more
+/// YAML under `kubeauth:`.
+fn config(env: &TestCluster, url: &str, token: &str, kubeauth: &str) -> String {
+    format!(
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: c\n          url: {url}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {token}\nkubeauth:\n  server:\n{kubeauth}",
+        env.ca().ca_data()
+    )
+}
+
+/// Sends `request` as it is and reads the answer until the server closes the connection (or 5 s).
+async fn raw(addr: &str, request: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_web_page_cannot_drive_the_open_loopback_server() {
+    let env = TestCluster::shared();
+    let addr = serve(&config(env, env.url(), env.admin_token(), "    {}\n")).await;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+
+    // The local user's own tools (curl, kubectl, a page served from this machine) keep working without a token.
+    let local = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces/default", &[]).await.unwrap();
+    assert_eq!(local.status, 200, "{}", local.text());
+    let local_page = http::get(
+        &addr,
+        "/api/kubernetes/clusters",
+        &[("Origin", "http://localhost:3000"), ("Sec-Fetch-Site", "same-site")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(local_page.status, 200, "{}", local_page.text());
+
+    // A page of another site opens a WebSocket watch of Secrets: refused before any upgrade.
+    let websocket = raw(
+        &addr,
+        &format!(
+            "GET /api/kubernetes/proxy/api/v1/secrets?watch=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: https://evil.example\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(websocket.starts_with("HTTP/1.1 403"), "{websocket}");
+    assert!(!websocket.contains("Secret"), "{websocket}");
+
+    // A `no-cors` form POST (text/plain, no preflight) that would bind cluster-admin to anonymous.
+    let binding = r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"pwned"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},"subjects":[{"kind":"User","name":"system:anonymous"}]}"#;
+    let form = http::request(
+        &addr,
+        "POST",
+        "/api/kubernetes/proxy/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        &[("Content-Type", "text/plain")],
+        binding.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(form.status, 415, "{}", form.text());
+    let bindings = kube::Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(env.admin_client().await);
+    assert!(bindings.get_opt("pwned").await.unwrap().is_none(), "the binding must not exist");
+
+    // The browser says the request is cross-site even without an Origin.
+    let cross = http::get(&addr, "/api/kubernetes/clusters", &[("Sec-Fetch-Site", "cross-site")]).await.unwrap();
+    assert_eq!(cross.status, 403, "{}", cross.text());
+
+    // DNS rebinding: a page of attacker.example whose name now resolves to 127.0.0.1.
+    let rebound = raw(
+        &addr,
+        &format!("GET /api/kubernetes/clusters HTTP/1.1\r\nHost: attacker.example:{port}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    let named = raw(
+        &addr,
+        &format!("GET /api/kubernetes/clusters HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(named.starts_with("HTTP/1.1 200"), "{host}: {named}");
+}
+
+#[tokio::test]
+async fn a_caller_cannot_borrow_the_servers_identity_to_impersonate() {
+    let env = TestCluster::shared();
+    // The server's identity may impersonate (a common shape for portals) and list namespaces, nothing more.
+    env.create_service_account("attacks", "impersonator").await;
+    let subject = || service_account("attacks", "impersonator");
+    env.grant("attacks-impersonator", subject(), &["impersonate"], &["users", "groups"]).await;
+    env.grant("attacks-namespaces", subject(), &["list"], &["namespaces"]).await;
+    let token = env.service_account_token("attacks", "impersonator").await;
+    let addr = serve(&config(env, env.url(), &token, "    {}\n")).await;
+
+    let escalation = [
+        ("Impersonate-User", "admin"),
+        ("Impersonate-Group", "system:masters"),
+        ("Impersonate-Uid", "0"),
+        ("Impersonate-Extra-Scopes", "all"),
+        ("X-Remote-User", "admin"),
+        ("X-Remote-Group", "system:masters"),
+    ];
+    let secrets =
+        http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces/kube-system/secrets", &escalation).await.unwrap();
+    // The API server answered as the server's own identity: no secrets for it.
+    assert_eq!(secrets.status, 403, "{}", secrets.text());
+    assert!(
+        secrets.json()["message"].as_str().unwrap().contains("system:serviceaccount:attacks:impersonator"),
+        "{}",
+        secrets.text()
+    );
+    let namespaces = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces", &escalation).await.unwrap();
+    assert_eq!(namespaces.status, 200, "{}", namespaces.text());
+}
+
+#[tokio::test]
+async fn slow_clients_cannot_starve_the_server() {
+    let env = TestCluster::shared();
+    let limits = "    limits:\n      maxConnections: 100\n      headerReadTimeoutSeconds: 2\n";
+    let addr = serve(&config(env, env.url(), env.admin_token(), limits)).await;
+    // 150 clients send half a request head and stall: 100 fill the cap, 50 take the overflow's one-answer slots.
+    let mut stalled = Vec::new();
+    for _ in 0..150 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"GET /api/kubernetes/clusters HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
+        stalled.push(stream);
+    }
+    // Probes still answer at once, beyond the connection cap.
+    let started = Instant::now();
+    let health = http::get(&addr, "/healthz", &[]).await.unwrap();
+    assert_eq!(health.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    // Over the cap, the API answers a prompt 503 with Retry-After rather than hanging.
+    let busy = http::get(&addr, "/api/kubernetes/clusters", &[]).await.unwrap();
+    assert_eq!(busy.status, 503, "{}", busy.text());
+    assert!(busy.header("retry-after").is_some());
+    // The stalled heads are cut after the header-read timeout, and the API serves again.
+    let mut closed = 0;
+    for stream in &mut stalled {
+        let mut buf = [0u8; 512];
+        // End of stream or a reset: either way the server let go of it.
+        if tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.is_ok() {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, stalled.len(), "every stalled connection is closed by the server");
+    let served = http::get(&addr, "/api/kubernetes/clusters", &[]).await.unwrap();
+    assert_eq!(served.status, 200, "{}", served.text());
+}
+
+#[tokio::test]
+async fn encoded_paths_cannot_leave_a_path_prefixed_cluster() {
+    let env = TestCluster::shared();
+    env.create_namespace("attacks-tenant").await;
+    // A cluster URL with a path, as behind Rancher or a gateway: here, one namespace of the API server.
+    let prefixed = format!("{}/api/v1/namespaces/attacks-tenant", env.url());
+    let addr = serve(&config(env, &prefixed, env.admin_token(), "    {}\n")).await;
+    let inside = http::get(&addr, "/api/kubernetes/proxy/configmaps", &[]).await.unwrap();
+    assert_eq!(inside.status, 200, "{}", inside.text());
+    assert_eq!(inside.json()["kind"], "ConfigMapList");
+    for escape in [
+        "/api/kubernetes/proxy/%2e%2e/kube-system/secrets",
+        "/api/kubernetes/proxy/%2E%2e/%2e%2e/%2e%2e/%2e%2e/api/v1/secrets",
+        "/api/kubernetes/proxy/../kube-system/secrets",
+        "/api/kubernetes/proxy/configmaps%2f..%2f..%2fkube-system%2fsecrets",
+        "/api/kubernetes/proxy/secrets%3Fx=1",
+        "/api/kubernetes/proxy/secrets%23",
+    ] {
+        let answer = http::get(&addr, escape, &[]).await.unwrap();
+        assert_eq!(answer.status, 400, "{escape}: {}", answer.text());
+        assert!(!answer.text().contains("SecretList"), "{escape}");
+    }
+}
+
+#[tokio::test]
+async fn one_query_cannot_fan_out_without_bound_or_reshape_api_paths() {
+    let env = TestCluster::shared();
+    let catalog = kubeauth_testkit::catalog::FakeCatalog::start("catalog-token-0123456789");
+    catalog.add(serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "shop", "namespace": "default", "annotations": {"backstage.io/kubernetes-id": "shop"}},
+        "spec": {"type": "service", "owner": "team-a"}
+    }));
+    let yaml = format!(
+        "{}  catalog:\n    baseUrl: {}\n    token: {}\n",
+        config(env, env.url(), env.admin_token(), "    {}\n"),
+        catalog.url(),
+        catalog.token()
+    );
+    let addr = serve(&yaml).await;
+    let post = |path: &'static str, body: serde_json::Value| {
+        let addr = addr.clone();
+        async move {
+            let body = body.to_string();
+            http::request(&addr, "POST", path, &[("Content-Type", "application/json")], body.as_bytes()).await.unwrap()
+        }
+    };
+    let custom = |resources: serde_json::Value| {
+        post(
+            "/api/kubernetes/resources/custom/query",
+            serde_json::json!({"entityRef": "component:default/shop", "customResources": resources}),
+        )
+    };
+    // One request body asking for 3,000 API calls.
+    let flood: Vec<serde_json::Value> = (0..3000)
+        .map(|i| serde_json::json!({"group": format!("g{i}.example.com"), "apiVersion": "v1", "plural": "things"}))
+        .collect();
+    let flooded = custom(serde_json::Value::from(flood)).await;
+    assert_eq!(flooded.status, 400, "{}", flooded.text());
+    assert!(flooded.text().contains("maxCustomResources"), "{}", flooded.text());
+    // Request data spliced into API paths: a plural carrying a query, a group carrying a path.
+    for resource in [
+        serde_json::json!({"group": "", "apiVersion": "v1", "plural": "secrets?labelSelector=x"}),
+        serde_json::json!({"group": "../api", "apiVersion": "v1", "plural": "secrets"}),
+        serde_json::json!({"group": "apps", "apiVersion": "v1/../../api/v1", "plural": "secrets"}),
+    ] {
+        let answer = custom(serde_json::json!([resource])).await;
+        assert_eq!(answer.status, 400, "{resource}: {}", answer.text());
+    }
+    let fine = custom(serde_json::json!([{"group": "", "apiVersion": "v1", "plural": "configmaps"}])).await;
+    assert_eq!(fine.status, 200, "{}", fine.text());
+    // An entity's namespace annotation carrying a path and a query.
+    let spliced = post(
+        "/api/kubernetes/services/shop",
+        serde_json::json!({"entity": {"metadata": {"name": "shop", "annotations": {
+            "backstage.io/kubernetes-namespace": "default/secrets?x="
+        }}}}),
+    )
+    .await;
+    assert_eq!(spliced.status, 400, "{}", spliced.text());
+    // An entity reference with `..` never reaches the catalog as a path.
+    let dotted =
+        post("/api/kubernetes/resources/workloads/query", serde_json::json!({"entityRef": "component:../shop"})).await;
+    assert_eq!(dotted.status, 400, "{}", dotted.text());
+}
+
+#[tokio::test]
+async fn backstage_tokens_are_checked_against_the_backends_keys() {
+    let env = TestCluster::shared();
+    let backstage = FakeBackstageAuth::start(&["catalog", "scaffolder"]);
+    let auth =
+        format!("    auth:\n      backstage:\n        baseUrl: {}\n        plugins: [catalog]\n", backstage.url());
+    let addr = serve(&config(env, env.url(), env.admin_token(), &auth)).await;
+    let get = |token: String| {
+        let addr = addr.clone();
+        async move {
+            http::get(&addr, "/api/kubernetes/clusters", &[("Authorization", &format!("Bearer {token}"))])
+                .await
+                .unwrap()
+        }
+    };
+    let user = backstage.user_token("user:default/jane", &["user:default/jane", "group:default/team-a"], 3600);
+    let answer = get(user.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["items"][0]["name"], "c");
+    // A service token of an accepted plugin, alone and on behalf of the user.
+    assert_eq!(get(backstage.plugin_token("catalog", "kubernetes", None)).await.status, 200);
+    assert_eq!(get(backstage.plugin_token("catalog", "kubernetes", Some(&user))).await.status, 200);
+
+    let refused = [
+        ("no token", None),
+        ("expired", Some(backstage.user_token("user:default/jane", &[], -120))),
+        ("a plugin that is not accepted", Some(backstage.plugin_token("scaffolder", "kubernetes", None))),
+        ("addressed to another plugin", Some(backstage.plugin_token("catalog", "catalog", None))),
+        ("unsigned", Some(unsigned(&user))),
+        ("re-signed with HMAC", Some(hmac_signed(&user))),
+    ];
+    for (what, token) in refused {
+        let answer = match token {
+            Some(token) => get(token).await,
+            None => http::get(&addr, "/api/kubernetes/clusters", &[]).await.unwrap(),
+        };
+        assert_eq!(answer.status, 401, "{what}: {}", answer.text());
+    }
+    // A rotated key: tokens of the new key verify after one fetch of the key set, old ones no longer do.
+    let fetched = backstage.key_set_requests();
+    backstage.rotate_user_key();
+    let fresh = backstage.user_token("user:default/jane", &[], 3600);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(get(fresh).await.status, 200);
+    assert_eq!(get(user).await.status, 401, "the old key is gone from the fresh key set");
+    // Tokens naming unknown keys cannot make the server fetch the key set again and again.
+    let before = backstage.key_set_requests();
+    for _ in 0..50 {
+        assert_eq!(get(with_kid(&backstage.user_token("user:default/x", &[], 60), "unknown")).await.status, 401);
+    }
+    assert!(backstage.key_set_requests() - before <= 1, "{} fetches", backstage.key_set_requests() - before);
+    assert!(backstage.key_set_requests() > fetched);
+}
+
+fn b64(value: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+fn unb64(part: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// The token's claims under `alg: none`, without a signature.
+fn unsigned(token: &str) -> String {
+    let mut parts = token.split('.');
+    let mut header = unb64(parts.next().unwrap());
+    header["alg"] = "none".into();
+    format!("{}.{}.", b64(&header), parts.next().unwrap())
+}
+
+/// The token's claims signed with HMAC, its key the auth backend's public key set as text (the classic
+/// algorithm-confusion forgery).
+fn hmac_signed(token: &str) -> String {
+    let claims = unb64(token.split('.').nth(1).unwrap());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("vnd.backstage.user".into());
+    header.kid = unb64(token.split('.').next().unwrap())["kid"].as_str().map(ToOwned::to_owned);
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(b"public").unwrap()).unwrap()
+}
+
+/// The token with another key id in its header (its signature no longer matters: the key is looked up first).
+fn with_kid(token: &str, kid: &str) -> String {
+    let mut parts = token.splitn(2, '.');
+    let mut header = unb64(parts.next().unwrap());
+    header["kid"] = kid.into();
+    format!("{}.{}", b64(&header), parts.next().unwrap())
+}
