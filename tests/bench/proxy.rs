@@ -44,7 +44,27 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// The errors by kind: wrk's socket errors (connect, read, write, timeout) and the answers by status (when
+    /// the run's script counts them, see [`STATUS_COUNTER`]).
+    error_kinds: String,
 }
+
+/// Lua appended to a wrk script: counts the answers by status in each thread and prints `status <code>: <n>`
+/// lines at the end, so that a report can say which errors were refusals (503 with `Retry-After`) and which were
+/// failures.
+const STATUS_COUNTER: &str = r#"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) statuses = {} end
+function response(status, headers, body) statuses[status] = (statuses[status] or 0) + 1 end
+function done(summary, latency, requests)
+  local total = {}
+  for _, t in ipairs(threads) do
+    for code, n in pairs(t:get("statuses")) do total[code] = (total[code] or 0) + n end
+  end
+  for code, n in pairs(total) do io.write(string.format("status %d: %d\n", code, n)) end
+end
+"#;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -106,16 +126,26 @@ fn wrk_with(url: &str, headers: &[String], script: Option<&Path>, connections: u
             .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.split_whitespace().next().unwrap_or("").to_owned()))
     };
     let non_2xx: u64 = field("Non-2xx or 3xx responses:").and_then(|n| n.parse().ok()).unwrap_or(0);
-    let socket_errors: u64 = text
+    let socket_line = text.lines().find_map(|l| l.trim().strip_prefix("Socket errors: ")).unwrap_or("");
+    let socket_errors: u64 =
+        socket_line.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()).sum();
+    let failed_statuses: Vec<String> = text
         .lines()
-        .find(|l| l.trim().starts_with("Socket errors:"))
-        .map(|l| l.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
+        .filter_map(|l| l.strip_prefix("status "))
+        .filter(|l| !l.starts_with('2') && !l.starts_with('3'))
+        .map(ToOwned::to_owned)
+        .collect();
+    let error_kinds = format!(
+        "sockets: {}; non-2xx: {non_2xx}{}",
+        if socket_line.is_empty() { "none" } else { socket_line },
+        if failed_statuses.is_empty() { String::new() } else { format!(" ({})", failed_statuses.join(", ")) }
+    );
     Figures {
         requests_per_second: field("Requests/sec:").and_then(|n| n.parse().ok()).unwrap_or(0.0),
         p50_ms: field("50%").map(|v| millis(&v)).unwrap_or(f64::NAN),
         p99_ms: field("99%").map(|v| millis(&v)).unwrap_or(f64::NAN),
         errors: non_2xx + socket_errors,
+        error_kinds,
     }
 }
 
@@ -274,6 +304,7 @@ fn main() {
                     p50_ms: median(rows.iter().map(|f| f.p50_ms).collect()),
                     p99_ms: median(rows.iter().map(|f| f.p99_ms).collect()),
                     errors: rows.iter().map(|f| f.errors).sum(),
+                    error_kinds: rows.iter().map(|f| f.error_kinds.as_str()).collect::<Vec<_>>().join(" | "),
                 },
             ));
         }
@@ -311,7 +342,13 @@ fn main() {
     let script = scratch.path().join("workloads.lua");
     std::fs::write(
         &script,
-        "wrk.method = \"POST\"\nwrk.body = '{\"entityRef\":\"component:default/bench\",\"auth\":{}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+        format!("wrk.method = \"POST\"\nwrk.body = '{{\"entityRef\":\"component:default/bench\",\"auth\":{{}}}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n{STATUS_COUNTER}"),
+    )
+    .unwrap();
+    let proxy_script = scratch.path().join("proxy.lua");
+    std::fs::write(
+        &proxy_script,
+        format!("wrk.headers[\"Backstage-Kubernetes-Cluster\"] = \"bench\"\n{STATUS_COUNTER}"),
     )
     .unwrap();
     let proxy_url = format!("http://127.0.0.1:{soak_port}/api/kubernetes/proxy{path}");
@@ -335,7 +372,7 @@ fn main() {
     // RSS sampled through the soak: a leak grows to the end, a working set levels off.
     let samples_at: Vec<u64> = [1, 2, 3].iter().map(|q| soak_seconds * q / 3).collect();
     let (proxy_soak, workloads_soak, rss_during) = std::thread::scope(|s| {
-        let proxy = s.spawn(|| wrk(&proxy_url, &["Backstage-Kubernetes-Cluster: bench".to_owned()], 100, soak_seconds));
+        let proxy = s.spawn(|| wrk_script(&proxy_url, &proxy_script, 100, soak_seconds));
         let workloads = s.spawn(|| wrk_script(&workloads_url, &script, 100, soak_seconds));
         let sampler = s.spawn(|| {
             let started = Instant::now();
@@ -358,8 +395,13 @@ fn main() {
     std::thread::sleep(Duration::from_secs(10));
     let rss_settled = rss_mb(soak_pid);
     eprintln!(
-        "soak: proxy {:.0} req/s ({} errors), workloads {:.0} req/s ({} errors), RSS {rss_start:.1} / {rss_peak:.1} / {rss_end:.1} / {rss_settled:.1} MB",
-        proxy_soak.requests_per_second, proxy_soak.errors, workloads_soak.requests_per_second, workloads_soak.errors
+        "soak: proxy {:.0} req/s ({} errors: {}), workloads {:.0} req/s ({} errors: {}), RSS {rss_start:.1} / {rss_peak:.1} / {rss_end:.1} / {rss_settled:.1} MB",
+        proxy_soak.requests_per_second,
+        proxy_soak.errors,
+        proxy_soak.error_kinds,
+        workloads_soak.requests_per_second,
+        workloads_soak.errors,
+        workloads_soak.error_kinds
     );
 
     // Fan-out: an entity's objects (13 object types) from 50 clusters at once (all this API server, under 50
@@ -470,9 +512,11 @@ fn main() {
          ### Soak: 200 connections for {soak_seconds} s\n\n\
          100 connections through the proxy (the same GET) and 100 on `POST /resources/workloads/query` (an entity \
          resolved in a catalog, then the 13 object types of its namespace fetched) at once, on one `kubeauth serve`.\n\n\
-         | load | requests/s | p50 | p99 | errors |\n|---|---|---|---|---|\n\
-         | proxy | {:.0} | {:.3} ms | {:.3} ms | {} |\n\
-         | workloads query | {:.0} | {:.3} ms | {:.3} ms | {} |\n\n\
+         | load | requests/s | p50 | p99 | errors | of which |\n|---|---|---|---|---|---|\n\
+         | proxy | {:.0} | {:.3} ms | {:.3} ms | {} | {} |\n\
+         | workloads query | {:.0} | {:.3} ms | {:.3} ms | {} | {} |\n\n\
+         Beyond `kubeauth.server.limits` (requests in flight, queued entity queries) a request is answered `503` with \
+         `Retry-After` at once: such answers are counted under their status above, never as timeouts.\n\n\
          RSS of kubeauth serve: {rss_start:.1} MB after warm-up; during the soak {}; peak {rss_peak:.1} MB; \
          {rss_end:.1} MB 2 s after it, **{rss_settled:.1} MB** 12 s after it (target < 30 MB; the allocator returns \
          freed memory within its 10 s decay).\n\n\
@@ -489,10 +533,12 @@ fn main() {
         proxy_soak.p50_ms,
         proxy_soak.p99_ms,
         proxy_soak.errors,
+        proxy_soak.error_kinds,
         workloads_soak.requests_per_second,
         workloads_soak.p50_ms,
         workloads_soak.p99_ms,
         workloads_soak.errors,
+        workloads_soak.error_kinds,
         rss_during.iter().map(|(at, mb)| format!("{mb:.1} MB at {at} s")).collect::<Vec<_>>().join(", "),
         fanout_fifty / fanout_one,
     );

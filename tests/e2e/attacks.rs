@@ -138,11 +138,11 @@ async fn a_caller_cannot_borrow_the_servers_identity_to_impersonate() {
 #[tokio::test]
 async fn slow_clients_cannot_starve_the_server() {
     let env = TestCluster::shared();
-    let limits = "    limits:\n      maxConnections: 100\n      headerReadTimeoutSeconds: 2\n";
+    let limits = "    limits:\n      maxConnections: 450\n      headerReadTimeoutSeconds: 2\n";
     let addr = serve(&config(env, env.url(), env.admin_token(), limits)).await;
-    // 150 clients send half a request head and stall: 100 fill the cap, 50 take the overflow's one-answer slots.
+    // 500 clients send half a request head and stall: 450 fill the cap, 50 take the overflow's one-answer slots.
     let mut stalled = Vec::new();
-    for _ in 0..150 {
+    for _ in 0..500 {
         let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
         stream.write_all(b"GET /api/kubernetes/clusters HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
         stalled.push(stream);

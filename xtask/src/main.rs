@@ -274,7 +274,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Times whole `kubeauth token` processes, as kubectl starts them, beside `aws eks get-token`.
-const FUZZ_TARGETS: [&str; 5] = ["config", "exec_info", "eks_token", "auth_headers", "catalog_entity"];
+const FUZZ_TARGETS: [&str; 7] =
+    ["config", "exec_info", "eks_token", "auth_headers", "catalog_entity", "proxy_path", "backstage_token"];
 
 fn fuzz(args: &[String]) -> Result<(), String> {
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();

@@ -127,16 +127,12 @@ impl ClusterDetails {
             Some(p) if p.trim().is_empty() => issues.push(ValidationIssue::new("authProvider", "must not be empty")),
             Some(_) => {}
         }
-        if self.ca_data.is_some() && self.ca_file.is_some() {
-            issues.push(ValidationIssue::new("caFile", "set either caData or caFile, not both"));
-        } else {
-            match self.ca_certificates_der() {
-                Err(Error::Config { key, message, .. }) => issues.push(ValidationIssue::new(key, message)),
-                Err(Error::Io { key, path, source, .. }) => {
-                    issues.push(ValidationIssue::new(key, format!("cannot read `{}`: {source}", path.display())));
-                }
-                _ => {}
+        match self.ca_certificates_der() {
+            Err(Error::Config { key, message, .. }) => issues.push(ValidationIssue::new(key, message)),
+            Err(Error::Io { key, path, source, .. }) => {
+                issues.push(ValidationIssue::new(key, format!("cannot read `{}`: {source}", path.display())));
             }
+            _ => {}
         }
         issues
     }
@@ -147,9 +143,18 @@ impl ClusterDetails {
         if issues.is_empty() { Ok(()) } else { Err(Error::InvalidCluster { cluster: self.name.clone(), issues }) }
     }
 
-    /// The CA certificates (DER) from `caData` or `caFile`; `None` when neither is set (use the system roots).
+    /// The CA certificates (DER) from `caFile`, else `caData` (Backstage's order: a file wins over inline
+    /// data); `None` when neither is set (use the system roots).
     pub fn ca_certificates_der(&self) -> Result<Option<Vec<Vec<u8>>>, Error> {
-        let (key, pem_text) = if let Some(data) = &self.ca_data {
+        let (key, pem_text) = if let Some(path) = &self.ca_file {
+            let bytes = std::fs::read(path).map_err(|source| Error::Io {
+                cluster: self.name.clone(),
+                key: "caFile".into(),
+                path: path.clone(),
+                source,
+            })?;
+            ("caFile", bytes)
+        } else if let Some(data) = &self.ca_data {
             let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
             let bytes =
                 base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).map_err(|e| Error::Config {
@@ -158,14 +163,6 @@ impl ClusterDetails {
                     message: format!("not valid base64 ({e}); caData is the base64 of a PEM CA bundle"),
                 })?;
             ("caData", bytes)
-        } else if let Some(path) = &self.ca_file {
-            let bytes = std::fs::read(path).map_err(|source| Error::Io {
-                cluster: self.name.clone(),
-                key: "caFile".into(),
-                path: path.clone(),
-                source,
-            })?;
-            ("caFile", bytes)
         } else {
             return Ok(None);
         };

@@ -70,10 +70,14 @@ fn resolve_cluster(
     line: Option<u64>,
 ) -> Result<ClusterDetails, Failure> {
     let mut issues = Vec::new();
+    // As Backstage reads a cluster entry: a key whose `${VAR}` is not set is absent, and so is an empty string
+    // (JavaScript's falsy ''); `name` and `url` are required, so an unset variable there is the error it names.
     let mut get = |key: &str, value: &Option<ConfigString>| -> Option<String> {
         let value = value.as_ref()?;
-        match value.resolve(ctx) {
-            Ok(v) => Some(v),
+        let resolved =
+            if matches!(key, "name" | "url") { value.resolve(ctx).map(Some) } else { value.resolve_optional(ctx) };
+        match resolved {
+            Ok(v) => v.filter(|v| !v.is_empty()),
             Err(message) => {
                 issues.push(ValidationIssue::new(key, message));
                 None

@@ -69,26 +69,55 @@ pub enum ConfigString {
 /// The largest file a `$file` value reads.
 pub const MAX_FILE_VALUE: u64 = 1024 * 1024;
 
+/// Why a value could not be resolved.
+enum Unresolved {
+    /// An environment variable it refers to is not set: the value is absent (as Backstage's config loader has it).
+    Unset(String),
+    /// Anything else (a malformed reference, an unreadable `$file`).
+    Invalid(String),
+}
+
 impl ConfigString {
     /// The value, with every substitution made. The error says what is missing, never the value.
     pub fn resolve(&self, ctx: &ResolveContext) -> Result<String, String> {
+        self.resolve_inner(ctx).map_err(|e| match e {
+            Unresolved::Unset(message) | Unresolved::Invalid(message) => message,
+        })
+    }
+
+    /// The value of an optional key, as Backstage's config loader reads it: `None` when an environment variable
+    /// it refers to (`${VAR}` without a fallback, `$env: VAR`) is not set, which makes the key absent; an error
+    /// for anything else that is wrong.
+    pub fn resolve_optional(&self, ctx: &ResolveContext) -> Result<Option<String>, String> {
+        match self.resolve_inner(ctx) {
+            Ok(value) => Ok(Some(value)),
+            Err(Unresolved::Unset(_)) => Ok(None),
+            Err(Unresolved::Invalid(message)) => Err(message),
+        }
+    }
+
+    fn resolve_inner(&self, ctx: &ResolveContext) -> Result<String, Unresolved> {
         match self {
             Self::Literal(text) => substitute(text, ctx),
-            Self::Env(name) => ctx.var(name).ok_or_else(|| format!("environment variable `{name}` ($env) is not set")),
+            Self::Env(name) => ctx
+                .var(name)
+                .ok_or_else(|| Unresolved::Unset(format!("environment variable `{name}` ($env) is not set"))),
             Self::File(path) => {
                 use std::io::Read as _;
                 let full = ctx.path(path);
-                let failed = |e: std::io::Error| format!("cannot read $file `{}`: {e}", full.display());
+                let failed =
+                    |e: std::io::Error| Unresolved::Invalid(format!("cannot read $file `{}`: {e}", full.display()));
                 // A bounded read: a device or a huge file is an error, not unbounded memory.
                 let mut bytes = Vec::new();
                 std::fs::File::open(&full)
                     .and_then(|f| f.take(MAX_FILE_VALUE + 1).read_to_end(&mut bytes))
                     .map_err(failed)?;
                 if bytes.len() as u64 > MAX_FILE_VALUE {
-                    return Err(format!("$file `{}` is larger than {MAX_FILE_VALUE} bytes", full.display()));
+                    let message = format!("$file `{}` is larger than {MAX_FILE_VALUE} bytes", full.display());
+                    return Err(Unresolved::Invalid(message));
                 }
-                let text =
-                    String::from_utf8(bytes).map_err(|_| format!("$file `{}` is not UTF-8 text", full.display()))?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| Unresolved::Invalid(format!("$file `{}` is not UTF-8 text", full.display())))?;
                 Ok(text.trim_end_matches(['\n', '\r']).to_owned())
             }
         }
@@ -96,7 +125,7 @@ impl ConfigString {
 }
 
 /// Replaces `${VAR}` and `${VAR:-fallback}`; `$${` stands for a literal `${`.
-fn substitute(text: &str, ctx: &ResolveContext) -> Result<String, String> {
+fn substitute(text: &str, ctx: &ResolveContext) -> Result<String, Unresolved> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
@@ -106,19 +135,23 @@ fn substitute(text: &str, ctx: &ResolveContext) -> Result<String, String> {
             out.push_str("${");
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
-            let end = after.find('}').ok_or_else(|| format!("unclosed `${{` in `{}`", truncate(text)))?;
+            let end = after
+                .find('}')
+                .ok_or_else(|| Unresolved::Invalid(format!("unclosed `${{` in `{}`", truncate(text))))?;
             let expr = &after[..end];
             let (name, fallback) = match expr.split_once(":-") {
                 Some((n, f)) => (n.trim(), Some(f)),
                 None => (expr.trim(), None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("`${{{expr}}}` is not a valid environment variable reference"));
+                return Err(Unresolved::Invalid(format!(
+                    "`${{{expr}}}` is not a valid environment variable reference"
+                )));
             }
             match (ctx.var(name), fallback) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(f)) => out.push_str(f),
-                (None, None) => return Err(format!("environment variable `{name}` is not set")),
+                (None, None) => return Err(Unresolved::Unset(format!("environment variable `{name}` is not set"))),
             }
             rest = &after[end + 1..];
         } else {

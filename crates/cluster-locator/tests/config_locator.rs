@@ -298,3 +298,63 @@ fn the_json_schema_marks_secret_fields() {
     assert_eq!(cluster["authMetadata"]["writeOnly"], true);
     assert!(cluster["url"].get("writeOnly").is_none());
 }
+
+/// The config method's clusters of `yaml` (the first method), without asking any other method's source.
+async fn config_clusters(yaml: &str, ctx: &ResolveContext) -> Vec<ClusterDetails> {
+    let config = AppConfig::from_yaml_str(yaml, Some(Path::new("app-config.yaml"))).unwrap();
+    let mut only_config = config.clone();
+    only_config.kubernetes.cluster_locator_methods.retain(|m| m.kind == "config");
+    let located = CombinedLocator::from_config(&only_config, ctx).unwrap().clusters().await;
+    located.unwrap().iter().cloned().collect()
+}
+
+#[tokio::test]
+async fn backstages_full_example_loads_with_its_variables_unset() {
+    let yaml = include_str!("fixtures/backstage/configuration-full-example.yaml");
+    let clusters = config_clusters(yaml, &env(&[])).await;
+    let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["minikube", "aws-cluster-1"]);
+    let minikube = &clusters[0];
+    // `${K8S_MINIKUBE_TOKEN}` and `${K8S_CONFIG_CA_DATA}` unset: the keys are absent, as Backstage drops them.
+    assert!(minikube.service_account_token.is_none());
+    assert!(minikube.ca_data.is_none());
+    assert!(minikube.skip_metrics_lookup && !minikube.skip_tls_verify);
+    assert_eq!(minikube.dashboard_url.as_deref(), Some("http://127.0.0.1:64713"));
+    assert_eq!(minikube.custom_resources.len(), 1);
+    // With the variables set, they are read.
+    use base64::Engine as _;
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(include_str!("fixtures/ca.crt"));
+    let ca = ca_data.clone();
+    let vars = ResolveContext::new(move |name| match name {
+        "K8S_MINIKUBE_TOKEN" => Some("minikube-token".to_owned()),
+        "K8S_CONFIG_CA_DATA" => Some(ca.clone()),
+        _ => None,
+    });
+    let set = config_clusters(yaml, &vars).await;
+    assert_eq!(
+        set[0].service_account_token.as_ref().map(|t| t.expose_secret().to_owned()).as_deref(),
+        Some("minikube-token")
+    );
+    assert_eq!(set[0].ca_data.as_deref(), Some(ca_data.as_str()));
+}
+
+#[tokio::test]
+async fn an_empty_ca_file_is_absent_and_a_ca_file_wins_over_ca_data() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.crt"), include_str!("fixtures/ca.crt")).unwrap();
+    let entry = |ca_data: &str, ca_file: &str| {
+        format!(
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: c\n          url: https://k8s.example.com\n          authProvider: serviceAccount\n          caData: {ca_data}\n          caFile: '{ca_file}'\n"
+        )
+    };
+    use base64::Engine as _;
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(include_str!("fixtures/ca.crt"));
+    let empty = config_clusters(&entry(&ca_data, ""), &env(&[])).await;
+    assert_eq!(empty[0].ca_file, None, "an empty caFile is not the config's folder");
+    assert_eq!(empty[0].ca_data.as_deref(), Some(ca_data.as_str()));
+    let path = dir.path().join("ca.crt");
+    let both = config_clusters(&entry("bm90LXBlbQ==", path.to_str().unwrap()), &env(&[])).await;
+    // caData (not a PEM) would fail; the file is read instead, and the cluster is valid.
+    assert!(both[0].validate().is_empty(), "{:?}", both[0].validate());
+    assert_eq!(both[0].ca_certificates_der().unwrap().map(|c| c.len()), Some(1));
+}

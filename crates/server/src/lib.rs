@@ -37,6 +37,7 @@ pub use guard::BrowserGuard;
 pub use headers::request_auth_from_headers;
 pub use limits::Limits;
 pub use objects::ServiceLocator;
+pub use proxy::upstream_target;
 pub use state::{KubeauthServer, MIN_API_TOKEN_LENGTH};
 
 /// The listen address of `kubeauth serve` when none is given.

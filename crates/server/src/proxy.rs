@@ -233,9 +233,10 @@ pub(crate) async fn proxy(
 }
 
 /// The path and query the API server gets: the caller's, exactly as sent (never percent-decoded), after
-/// [`PREFIX`]. A dot segment (`.`, `..`, also as `%2e`) or a percent-encoded `/`, `?` or `#` is refused: behind a
-/// cluster URL with a path (a gateway, Rancher) it would reach past that path with the cluster's credential.
-fn upstream_target(uri: &http::Uri) -> Result<http::Uri, ServerError> {
+/// `/api/kubernetes/proxy`. A dot segment (`.`, `..`, also as `%2e`) or a percent-encoded `/`, `?` or `#` is
+/// refused: behind a cluster URL with a path (a gateway, Rancher) it would reach past that path with the
+/// cluster's credential.
+pub fn upstream_target(uri: &http::Uri) -> Result<http::Uri, ServerError> {
     let refuse = |why: &str| ServerError::BadRequest(format!("proxy path: {why}"));
     let raw = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
     let rest = raw.strip_prefix(PREFIX).filter(|r| r.starts_with('/')).ok_or_else(|| refuse("not under the proxy"))?;

@@ -2,12 +2,36 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 (bound, then released) for a server that starts later, never one handed out
+/// before in this process.
+///
+/// It is taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`): a port from that range
+/// may be given, between the check and the server's bind, to any outbound connection of a concurrent test as its
+/// source port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (ephemeral_low.saturating_sub(12_000).max(1024), ephemeral_low);
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    // A pseudo-random start (time and process id), then every port of the range in turn.
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().rotate_left(16);
+    let span = u32::from(high - low);
+    for step in 0..span {
+        let port = low + u16::try_from((seed.wrapping_add(step.wrapping_mul(7919))) % span).unwrap_or(0);
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port below {high}")
 }
 
 /// A server process that cannot outlive the test process.
