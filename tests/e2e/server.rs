@@ -15,11 +15,11 @@ async fn serve(yaml: &str) -> String {
     addr
 }
 
-fn cluster_yaml(env: &TestCluster, name: &str, rest: &str) -> String {
+pub(crate) fn cluster_yaml(env: &TestCluster, name: &str, rest: &str) -> String {
     format!("        - name: {name}\n          url: {}\n          caData: {}\n{rest}", env.url(), env.ca().ca_data())
 }
 
-fn config(clusters: &[String]) -> String {
+pub(crate) fn config(clusters: &[String]) -> String {
     format!("kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{}", clusters.concat())
 }
 
@@ -79,6 +79,46 @@ async fn the_callers_own_authorization_is_never_forwarded() {
     let admin = format!("Bearer {}", env.admin_token());
     let pods = http::get(&addr, "/api/kubernetes/proxy/api/v1/pods", &[("Authorization", &admin)]).await.unwrap();
     assert_eq!(pods.status, 403, "{}", pods.text());
+}
+
+#[tokio::test]
+async fn backstage_kubernetes_authorization_is_the_callers_own_credential() {
+    let env = TestCluster::shared();
+    env.create_service_account("proxy-e2e", "portal").await;
+    env.grant("proxy-e2e-portal", service_account("proxy-e2e", "portal"), &["list"], &["namespaces"]).await;
+    env.create_service_account("proxy-e2e", "caller").await;
+    env.grant("proxy-e2e-caller", service_account("proxy-e2e", "caller"), &["list"], &["configmaps"]).await;
+    let portal = env.service_account_token("proxy-e2e", "portal").await;
+    let caller = env.service_account_token("proxy-e2e", "caller").await;
+    let addr = serve(&config(&[cluster_yaml(
+        env,
+        "portal",
+        &format!("          authProvider: serviceAccount\n          serviceAccountToken: {portal}\n"),
+    )]))
+    .await;
+    let get = |path: &'static str, own: Option<String>| {
+        let addr = addr.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                own.as_deref().map(|v| vec![("Backstage-Kubernetes-Authorization", v)]).unwrap_or_default();
+            http::get(&addr, path, &headers).await.unwrap()
+        }
+    };
+    // As Backstage's proxy: the header's token goes upstream in place of the cluster's credential.
+    let own = Some(format!("Bearer {caller}"));
+    let configmaps = get("/api/kubernetes/proxy/api/v1/configmaps", own.clone()).await;
+    assert_eq!(configmaps.status, 200, "{}", configmaps.text());
+    let namespaces = get("/api/kubernetes/proxy/api/v1/namespaces", own).await;
+    assert_eq!(namespaces.status, 403, "the caller's identity, not the portal's: {}", namespaces.text());
+    assert!(namespaces.text().contains("system:serviceaccount:proxy-e2e:caller"), "{}", namespaces.text());
+    // Without it, the cluster's own credential.
+    let portal_view = get("/api/kubernetes/proxy/api/v1/configmaps", None).await;
+    assert!(portal_view.text().contains("system:serviceaccount:proxy-e2e:portal"), "{}", portal_view.text());
+    // A wrong token is the API server's 401, never a fall-back to the cluster's credential.
+    let wrong = get("/api/kubernetes/proxy/api/v1/namespaces", Some("Bearer not-a-token".into())).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text());
+    let basic = get("/api/kubernetes/proxy/api/v1/namespaces", Some("Basic dTpw".into())).await;
+    assert_eq!(basic.status, 400, "{}", basic.text());
 }
 
 #[tokio::test]
@@ -412,7 +452,7 @@ impl kubeauth::ServerSideProvider for AdminToken {
 }
 
 /// Serves `yaml` with the default providers plus `adminToken`, and the catalog for entity references.
-async fn serve_with_catalog(yaml: &str, catalog: &kubeauth_testkit::catalog::FakeCatalog) -> String {
+pub(crate) async fn serve_with_catalog(yaml: &str, catalog: &kubeauth_testkit::catalog::FakeCatalog) -> String {
     let env = TestCluster::shared();
     let config = AppConfig::from_yaml_str(yaml, None).unwrap();
     let ctx = ResolveContext::new(|_| None);
@@ -432,7 +472,7 @@ async fn serve_with_catalog(yaml: &str, catalog: &kubeauth_testkit::catalog::Fak
     addr
 }
 
-fn catalog_section(catalog: &kubeauth_testkit::catalog::FakeCatalog) -> String {
+pub(crate) fn catalog_section(catalog: &kubeauth_testkit::catalog::FakeCatalog) -> String {
     format!("kubeauth:\n  catalog:\n    baseUrl: {}\n    token: {}\n", catalog.url(), catalog.token())
 }
 
@@ -538,6 +578,50 @@ async fn the_workloads_query_resolves_the_entity_in_the_catalog() {
     )
     .await;
     assert_eq!(missing.status, 404, "{}", missing.text());
+}
+
+#[tokio::test]
+async fn custom_resources_come_as_backstage_types_them_with_their_kind() {
+    let env = TestCluster::shared();
+    env.create_namespace("widgets-e2e").await;
+    crate::create_widget(env, "widgets-e2e", "blue", "shop").await;
+    let catalog = kubeauth_testkit::catalog::FakeCatalog::start("catalog-token-0123456789");
+    catalog.add(serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "shop", "namespace": "default",
+            "annotations": {"backstage.io/kubernetes-namespace": "widgets-e2e"}},
+        "spec": {"type": "service", "owner": "team-a"}
+    }));
+    let yaml = format!(
+        "{}{}",
+        config(&[cluster_yaml(
+            env,
+            "admin",
+            &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
+        )]),
+        catalog_section(&catalog)
+    );
+    let addr = serve_with_catalog(&yaml, &catalog).await;
+    let answer = post_json(
+        &addr,
+        "/api/kubernetes/resources/custom/query",
+        serde_json::json!({"entityRef": "component:default/shop", "auth": {},
+            "customResources": [{"group": "e2e.kubeauth.dev", "apiVersion": "v1", "plural": "widgets"},
+                                {"group": "", "apiVersion": "v1", "plural": "configmaps"}]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let cluster = answer.json()["items"][0].clone();
+    assert_eq!(cluster["errors"], serde_json::json!([]), "{cluster:#}");
+    let types: Vec<&str> =
+        cluster["resources"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["customresources", "customresources"], "{cluster:#}");
+    // The entity's name is its id: the widget labelled `backstage.io/kubernetes-id: shop`, with its kind.
+    let items = cluster["resources"][0]["resources"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{cluster:#}");
+    assert_eq!(items[0]["kind"], "Widget");
+    assert_eq!(items[0]["metadata"]["name"], "blue");
+    assert_eq!(items[0]["spec"]["colour"], "blue");
 }
 
 #[tokio::test]

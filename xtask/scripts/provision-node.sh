@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Node.js test peers outside the repository, installed once per machine:
-# - panva's oidc-provider, a certified OpenID provider (the issuer of the client-side login tests).
+# - panva's oidc-provider, a certified OpenID provider (the issuer of the client-side login tests);
+# - Backstage's own Kubernetes frontend code (KubernetesBackendClient, groupResponses, detectErrors), unmodified,
+#   as the client of `kubeauth serve` in the conformance tests.
 # Usage: provision-node.sh CACHE_DIR
 set -euo pipefail
 cache=${1:?usage: provision-node.sh CACHE_DIR}
@@ -24,10 +26,12 @@ install() {
   log "installing $spec into $dir"
   rm -rf "$dir"; mkdir -p "$dir"
   printf '{"name":"kubeauth-test-peer-%s","private":true}\n' "$name" > "$dir/package.json"
-  (cd "$dir" && npm install --silent --no-audit --no-fund "$spec" >&2)
+  # shellcheck disable=SC2086 # one or more package specs, split on spaces
+  (cd "$dir" && npm install --silent --no-audit --no-fund $spec >&2)
   touch "$stamp"
 }
 
 mkdir -p "$cache"
 install oidc-provider 'oidc-provider@9.13.3'
+install backstage-kubernetes '@backstage/plugin-kubernetes-react@0.6.2 @backstage/plugin-kubernetes-common@0.9.15'
 log "ready in $cache"

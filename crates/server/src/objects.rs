@@ -81,6 +81,8 @@ struct Entity {
 #[derive(Deserialize, Default)]
 struct EntityMetadata {
     #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
     annotations: BTreeMap<String, String>,
 }
 
@@ -115,11 +117,35 @@ struct Resources {
     resources: Vec<Box<RawValue>>,
 }
 
-/// An API server's list: only its items are read, each kept as the API server wrote it.
+/// An API server's list: only its kind and items are read, each item kept as the API server wrote it.
 #[derive(Deserialize)]
 struct List {
     #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
     items: Vec<Box<RawValue>>,
+}
+
+/// The `type` of custom resources in an answer, whatever their plural (Backstage's `customresources`).
+const CUSTOM_RESOURCES: &str = "customresources";
+
+/// The items of a custom resource list with the `kind` the API server leaves out of them (the list's kind
+/// without `List`), as Backstage fills it in.
+fn with_kind(list: List) -> Vec<Box<RawValue>> {
+    let kind = list.kind.as_deref().map(|k| k.strip_suffix("List").unwrap_or(k).to_owned());
+    let Some(kind) = kind else { return list.items };
+    list.items
+        .into_iter()
+        .map(|item| {
+            let filled = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(item.get()).ok().and_then(
+                |mut object| {
+                    object.insert("kind".into(), serde_json::Value::from(kind.as_str()));
+                    serde_json::value::to_raw_value(&object).ok()
+                },
+            );
+            filled.unwrap_or(item)
+        })
+        .collect()
 }
 
 /// The answer of the objects endpoints: Backstage's `ObjectsByEntityResponse`.
@@ -128,7 +154,7 @@ pub(crate) struct ObjectsResponse {
     items: Vec<ClusterObjects>,
 }
 
-/// One failure, in Backstage's `errorType` terms (plus `FORBIDDEN` for 403).
+/// One failure, in Backstage's `errorType` terms (a 403 is `UNKNOWN_ERROR` with its `statusCode`, as in Backstage).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct FetchError {
@@ -145,7 +171,6 @@ fn error_type(status: u16) -> &'static str {
     match status {
         400 => "BAD_REQUEST",
         401 => "UNAUTHORIZED_ERROR",
-        403 => "FORBIDDEN",
         404 => "NOT_FOUND",
         500 => "SYSTEM_ERROR",
         _ => "UNKNOWN_ERROR",
@@ -157,7 +182,10 @@ pub(crate) async fn service_objects(
     Path(service_id): Path<String>,
     Json(request): Json<ServiceRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
-    let items = entity_objects(&server, &request.entity.metadata.annotations, &service_id, &request.auth, None).await?;
+    // As Backstage: the entity's name is the service id when it has no backstage.io/kubernetes-id.
+    let metadata = &request.entity.metadata;
+    let name = metadata.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&service_id);
+    let items = entity_objects(&server, &metadata.annotations, name, &request.auth, None).await?;
     Ok(Json(ObjectsResponse { items }))
 }
 
@@ -219,18 +247,18 @@ pub(crate) async fn custom_query(
     Ok(Json(ObjectsResponse { items }))
 }
 
-/// The (name, path) of each distinct entry of `customResources`, each part checked as a Kubernetes name; at
-/// most `max` of them.
-fn custom_fetches(resources: &[CustomResource], max: usize) -> Result<Vec<(String, String)>, ServerError> {
+/// The list path of each distinct entry of `customResources`, each part checked as a Kubernetes name; at most
+/// `max` of them.
+fn custom_fetches(resources: &[CustomResource], max: usize) -> Result<Vec<String>, ServerError> {
     if resources.is_empty() {
         return Err(ServerError::BadRequest("customResources: at least one {group, apiVersion, plural}".into()));
     }
-    let mut fetches: Vec<(String, String)> = Vec::new();
+    let mut fetches: Vec<String> = Vec::new();
     for (i, c) in resources.iter().enumerate() {
         let path = resource_path(&c.group, &c.api_version, &c.plural)
             .map_err(|message| ServerError::BadRequest(format!("customResources[{i}].{message}")))?;
-        if !fetches.iter().any(|(_, p)| *p == path) {
-            fetches.push((c.plural.clone(), path));
+        if !fetches.contains(&path) {
+            fetches.push(path);
         }
     }
     if fetches.len() > max {
@@ -277,13 +305,13 @@ fn is_dns_subdomain(text: &str) -> bool {
 }
 
 /// The objects of the entity with `annotations` (`backstage.io/kubernetes-*`) from each of its clusters: the
-/// standard object types and each cluster's custom resources, or only `custom` (name, path) when given.
+/// standard object types and each cluster's custom resources, or only the `custom` list paths when given.
 async fn entity_objects(
     server: &KubeauthServer,
     annotations: &BTreeMap<String, String>,
     service_id: &str,
     auth: &RequestAuth,
-    custom: Option<&[(String, String)]>,
+    custom: Option<&[String]>,
 ) -> Result<Vec<ClusterObjects>, ServerError> {
     let annotation = |key: &str| annotations.get(key).map(String::as_str);
     let label_selector = match annotation("backstage.io/kubernetes-label-selector") {
@@ -301,11 +329,12 @@ async fn entity_objects(
     // A bounded number of queries fan out at once; the others wait their turn, or are refused promptly.
     let _turn = server.gates().query_turn().await?;
     let located = server.clusters().await?;
+    // singleTenant: the cluster the entity names, or every cluster when it names none (as Backstage).
     let wanted = match server.service_locator() {
-        ServiceLocator::SingleTenant => Some(annotation("backstage.io/kubernetes-cluster")),
+        ServiceLocator::SingleTenant => annotation("backstage.io/kubernetes-cluster"),
         _ => None,
     };
-    let clusters = located.iter().filter(|c| wanted.is_none_or(|w| w == Some(c.name.as_str())));
+    let clusters = located.iter().filter(|c| wanted.is_none_or(|w| w == c.name.as_str()));
     Ok(join_all(clusters.map(|cluster| objects_of(server, cluster, auth, &label_selector, namespace, custom))).await)
 }
 
@@ -315,7 +344,7 @@ async fn objects_of(
     auth: &RequestAuth,
     label_selector: &str,
     namespace: Option<&str>,
-    only_custom: Option<&[(String, String)]>,
+    only_custom: Option<&[String]>,
 ) -> ClusterObjects {
     let mut objects = ClusterObjects {
         cluster: ClusterSummary {
@@ -346,20 +375,17 @@ async fn objects_of(
         }
     };
     let list = kube::api::ListParams::default().labels(label_selector);
-    let mut fetches: Vec<(String, Vec<String>)> = Vec::new();
+    let mut fetches: Vec<(&str, Vec<String>)> = Vec::new();
     match only_custom {
         Some(custom) => {
-            fetches.extend(custom.iter().map(|(name, path)| (name.clone(), vec![scoped(path, namespace)])));
+            fetches.extend(custom.iter().map(|path| (CUSTOM_RESOURCES, vec![scoped(path, namespace)])));
         }
         None => {
-            fetches.extend(
-                OBJECT_TYPES
-                    .iter()
-                    .map(|t| (t.name.to_owned(), t.paths.iter().map(|p| scoped(p, namespace)).collect())),
-            );
+            fetches
+                .extend(OBJECT_TYPES.iter().map(|t| (t.name, t.paths.iter().map(|p| scoped(p, namespace)).collect())));
             for c in &cluster.custom_resources {
                 match resource_path(&c.group, &c.api_version, &c.plural) {
-                    Ok(path) => fetches.push((c.plural.clone(), vec![scoped(&path, namespace)])),
+                    Ok(path) => fetches.push((CUSTOM_RESOURCES, vec![scoped(&path, namespace)])),
                     Err(message) => objects.errors.push(FetchError {
                         error_type: "BAD_REQUEST",
                         status_code: None,
@@ -413,7 +439,10 @@ async fn fetch(
             message: Some(e.to_string()),
         })?;
         match client.request::<List>(request).await {
-            Ok(list) => return Ok(Resources { kind: name.to_owned(), resources: list.items }),
+            Ok(list) => {
+                let resources = if name == CUSTOM_RESOURCES { with_kind(list) } else { list.items };
+                return Ok(Resources { kind: name.to_owned(), resources });
+            }
             // An older API version may be served where the newer is not.
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 last = Some(FetchError {
@@ -458,6 +487,18 @@ mod tests {
     }
 
     #[test]
+    fn custom_resource_items_get_the_lists_kind() {
+        let list: List = serde_json::from_str(
+            r#"{"kind":"RolloutList","apiVersion":"argoproj.io/v1alpha1","items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"},"kind":"Other"}]}"#,
+        )
+        .unwrap();
+        let items: Vec<serde_json::Value> =
+            with_kind(list).iter().map(|i| serde_json::from_str(i.get()).unwrap()).collect();
+        assert_eq!(items[0], serde_json::json!({"metadata": {"name": "a"}, "kind": "Rollout"}));
+        assert_eq!(items[1]["kind"], "Rollout");
+    }
+
+    #[test]
     fn custom_resources_become_checked_paths() {
         let fetches = custom_fetches(
             &[
@@ -468,13 +509,7 @@ mod tests {
             32,
         )
         .unwrap();
-        assert_eq!(
-            fetches,
-            [
-                ("rollouts".to_owned(), "/apis/argoproj.io/v1alpha1/rollouts".to_owned()),
-                ("configmaps".to_owned(), "/api/v1/configmaps".to_owned()),
-            ]
-        );
+        assert_eq!(fetches, ["/apis/argoproj.io/v1alpha1/rollouts", "/api/v1/configmaps"]);
     }
 
     #[test]

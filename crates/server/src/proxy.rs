@@ -33,6 +33,8 @@ pub(crate) const REPLAY_LIMIT: u64 = 1024 * 1024;
 pub(crate) const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 const CLUSTER_HEADER: &str = "backstage-kubernetes-cluster";
+/// The caller's own `Authorization` for the cluster (Backstage's `HEADER_KUBERNETES_AUTH`).
+const OWN_AUTH_HEADER: &str = "backstage-kubernetes-authorization";
 
 /// Where the proxy's routes start; what follows is the path on the API server.
 pub(crate) const PREFIX: &str = "/api/kubernetes/proxy";
@@ -136,6 +138,21 @@ fn proxied_location(location: &HeaderValue, cluster_path: &str) -> Option<Header
     HeaderValue::from_str(&format!("{PREFIX}{rest}")).ok()
 }
 
+/// The caller's own credential for the cluster, from `Backstage-Kubernetes-Authorization: Bearer <token>` (the
+/// header Backstage's proxy docs tell plugin authors to send): sent upstream instead of the cluster's
+/// credential, as Backstage's proxy does. Only a bearer token is taken.
+fn callers_own_credential(headers: &HeaderMap) -> Result<Option<kubeauth::Credential>, ServerError> {
+    let Some(value) = headers.get(OWN_AUTH_HEADER) else { return Ok(None) };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ServerError::BadRequest("Backstage-Kubernetes-Authorization must be `Bearer <token>`".into()))?;
+    Ok(Some(kubeauth::Credential::bearer(token)))
+}
+
 /// The protocol a request asks to upgrade to, if it does (`Connection: upgrade` and `Upgrade: <protocol>`).
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let connection_upgrade = headers
@@ -158,7 +175,7 @@ pub(crate) async fn proxy(
     let cluster_name = parts.headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok()).map(str::trim);
     let cluster = server.cluster(cluster_name).await?;
     let auth = request_auth_from_headers(&parts.headers);
-    let client = server.http_client(&cluster, &auth).await?;
+    let client = server.http_client(&cluster, &auth, callers_own_credential(&parts.headers)?).await?;
     let cluster_path = cluster.url.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_default();
 
     let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());

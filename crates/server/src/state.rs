@@ -234,13 +234,19 @@ impl KubeauthServer {
         Ok(self.kubeauth.connector().kube_client(cluster, auth).await?)
     }
 
-    /// The proxy's raw client for `cluster`, over the same connections.
+    /// The proxy's raw client for `cluster`, over the same connections: with the caller's own credential when
+    /// given, else the cluster's provider's (with the user's tokens of `auth` for a client-side one).
     pub(crate) async fn http_client(
         &self,
         cluster: &ClusterDetails,
         auth: &RequestAuth,
+        callers_own: Option<kubeauth::Credential>,
     ) -> Result<kubeauth::ClusterHttpClient, ServerError> {
-        Ok(self.kubeauth.connector().http_client(cluster, auth).await?)
+        let connector = self.kubeauth.connector();
+        Ok(match callers_own {
+            Some(credential) => connector.http_client_with(cluster, credential).await?,
+            None => connector.http_client(cluster, auth).await?,
+        })
     }
 }
 

@@ -149,6 +149,19 @@ impl Connector {
         Ok(http_client(&ready, layer))
     }
 
+    /// A raw HTTP client for `cluster` that sends the caller's own `credential` instead of its provider's (what
+    /// Backstage's proxy does with `Backstage-Kubernetes-Authorization`): the cluster's connections, the
+    /// caller's identity. The provider is not asked.
+    pub async fn http_client_with(
+        &self,
+        cluster: &ClusterDetails,
+        credential: Credential,
+    ) -> Result<ClusterHttpClient, Error> {
+        let entry = self.entry(cluster)?;
+        let ready = self.ready(&entry).await?;
+        Ok(http_client(&ready, CredentialLayer::fixed(&entry.cluster.name, credential)?))
+    }
+
     /// Forgets the clusters that are not in `located`: their connections close when their last request ends.
     pub fn retain(&self, located: &[ClusterDetails]) {
         let mut entries = self.shared.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -196,7 +209,7 @@ impl Connector {
         auth: &RequestAuth,
     ) -> Result<(Arc<Ready>, CredentialLayer, Option<Credential>), Error> {
         let entry = self.entry(cluster)?;
-        let ready = entry.ready.get_or_try_init(|| async { self.build(&entry).map(Arc::new) }).await?.clone();
+        let ready = self.ready(&entry).await?;
         match &ready.shared_layer {
             Some(layer) => Ok((ready.clone(), layer.clone(), None)),
             None => {
@@ -205,6 +218,11 @@ impl Connector {
                 Ok((ready, layer, Some(credential)))
             }
         }
+    }
+
+    /// The entry's connections and settings, built by its first use.
+    async fn ready(&self, entry: &Arc<Entry>) -> Result<Arc<Ready>, Error> {
+        Ok(entry.ready.get_or_try_init(|| async { self.build(entry).map(Arc::new) }).await?.clone())
     }
 
     /// The entry of `cluster`: the existing one if nothing that matters changed, else a new one.

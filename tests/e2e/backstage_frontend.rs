@@ -1,0 +1,114 @@
+//! Backstage's own frontend code, unmodified from npm (`KubernetesBackendClient`, `groupResponses`,
+//! `detectErrors`, driven by tests/backstage/frontend.mjs), against `kubeauth serve` in front of the real API
+//! server: what Backstage's UI reads from kubeauth's answers is what it shows its users.
+
+use std::path::Path;
+
+use kubeauth_testkit::TestCluster;
+use serde_json::{Value, json};
+
+use crate::server::{catalog_section, cluster_yaml, config, serve_with_catalog};
+
+/// Runs Backstage's frontend code with `request` against the server at `addr`; what it read.
+async fn frontend(addr: &str, request: Value) -> Value {
+    let peers = kubeauth_testkit::oidc::node_peers_dir();
+    let installed = peers.join("backstage-kubernetes/node_modules/@backstage/plugin-kubernetes-react");
+    assert!(
+        installed.is_dir(),
+        "Backstage's frontend packages are not in {}: `cargo xtask test` installs them",
+        peers.display()
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("backstage/frontend.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(&peers)
+        .arg(format!("http://{addr}/api/kubernetes"))
+        .arg(request.to_string())
+        .output()
+        .await
+        .expect("node");
+    assert!(out.status.success(), "Backstage's client failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn backstages_frontend_reads_what_its_own_backend_would_answer() {
+    use k8s_openapi::api::core::v1::Pod;
+    let env = TestCluster::shared();
+    env.create_namespace("frontend-e2e").await;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "storefront-1", "labels": {"backstage.io/kubernetes-id": "storefront"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.invalid/storefront:1"}]}
+    }))
+    .unwrap();
+    let _ =
+        kube::Api::<Pod>::namespaced(env.admin_client().await, "frontend-e2e").create(&Default::default(), &pod).await;
+    crate::create_widget(env, "frontend-e2e", "green", "storefront").await;
+
+    let catalog = kubeauth_testkit::catalog::FakeCatalog::start("catalog-token-0123456789");
+    let entity = json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "storefront", "namespace": "default",
+            "annotations": {"backstage.io/kubernetes-namespace": "frontend-e2e"}},
+        "spec": {"type": "service", "owner": "team-a", "lifecycle": "production"}
+    });
+    catalog.add(entity.clone());
+    let widgets = "          customResources:\n            - group: e2e.kubeauth.dev\n              apiVersion: v1\n              plural: widgets\n";
+    let yaml = format!(
+        "{}{}",
+        config(&[
+            cluster_yaml(
+                env,
+                "good",
+                &format!(
+                    "          authProvider: serviceAccount\n          serviceAccountToken: {}\n{widgets}",
+                    env.admin_token()
+                ),
+            ),
+            cluster_yaml(env, "bad", "          authProvider: serviceAccount\n          serviceAccountToken: wrong\n"),
+        ]),
+        catalog_section(&catalog)
+    );
+    let addr = serve_with_catalog(&yaml, &catalog).await;
+
+    // The entity page: the standard types and the cluster's custom resources, sorted as the UI sorts them.
+    for call in ["getObjectsByEntity", "getWorkloadsByEntity"] {
+        let seen = frontend(&addr, json!({"call": call, "entity": entity})).await;
+        let good = seen["clusters"].as_array().unwrap().iter().find(|c| c["name"] == "good").unwrap();
+        assert_eq!(good["pods"], json!(["storefront-1"]), "{call}: {seen:#}");
+        assert_eq!(good["customResources"], json!([{"kind": "Widget", "name": "green"}]), "{call}: {seen:#}");
+        assert_eq!(good["errors"], json!([]), "{call}: {seen:#}");
+        let bad = seen["clusters"].as_array().unwrap().iter().find(|c| c["name"] == "bad").unwrap();
+        assert!(
+            bad["errors"].as_array().unwrap().iter().all(|e| e["errorType"] == "UNAUTHORIZED_ERROR"),
+            "{call}: {seen:#}"
+        );
+        // The UI's error panel runs over every cluster's answer without failing.
+        assert!(seen["detected"]["good"].is_array() && seen["detected"]["bad"] == json!([]), "{seen:#}");
+    }
+
+    // The custom resources tab: only what it asks for, typed as Backstage types them.
+    let custom = frontend(
+        &addr,
+        json!({"call": "getCustomObjectsByEntity", "entity": entity,
+            "customResources": [{"group": "e2e.kubeauth.dev", "apiVersion": "v1", "plural": "widgets"}]}),
+    )
+    .await;
+    let good = custom["clusters"].as_array().unwrap().iter().find(|c| c["name"] == "good").unwrap();
+    assert_eq!(good["customResources"], json!([{"kind": "Widget", "name": "green"}]), "{custom:#}");
+    assert_eq!(good["pods"], json!([]), "{custom:#}");
+
+    // The cluster list and the proxy, as the UI's cluster links and pod logs use them.
+    let clusters = frontend(&addr, json!({"call": "getClusters"})).await;
+    let names: Vec<&str> = clusters.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["good", "bad"]);
+    assert_eq!(clusters[0]["authProvider"], "serviceAccount");
+    let proxied = frontend(
+        &addr,
+        json!({"call": "proxy", "clusterName": "good", "path": "/api/v1/namespaces/frontend-e2e/pods/storefront-1"}),
+    )
+    .await;
+    assert_eq!(proxied["status"], 200, "{proxied:#}");
+    let pod: Value = serde_json::from_str(proxied["body"].as_str().unwrap()).unwrap();
+    assert_eq!(pod["metadata"]["name"], "storefront-1");
+}
