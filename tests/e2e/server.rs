@@ -625,6 +625,76 @@ async fn custom_resources_come_as_backstage_types_them_with_their_kind() {
 }
 
 #[tokio::test]
+async fn object_types_versions_and_default_custom_resources_come_from_backstages_keys() {
+    use k8s_openapi::api::core::v1::Secret;
+    let env = TestCluster::shared();
+    env.create_namespace("types-e2e").await;
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "ledger-db", "labels": {"backstage.io/kubernetes-id": "ledger"}},
+        "stringData": {"password": "hunter2"}
+    }))
+    .unwrap();
+    let _ = kube::Api::<Secret>::namespaced(env.admin_client().await, "types-e2e")
+        .create(&Default::default(), &secret)
+        .await;
+    crate::create_widget(env, "types-e2e", "red", "ledger").await;
+    let yaml = format!(
+        "kubernetes:\n  objectTypes: [pods, secrets, cronjobs]\n  apiVersionOverrides:\n    cronjobs: v1\n  customResources:\n    - group: e2e.kubeauth.dev\n      apiVersion: v1\n      plural: widgets\n{}",
+        config(&[cluster_yaml(
+            env,
+            "admin",
+            &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
+        )])
+        .trim_start_matches("kubernetes:\n")
+    );
+    let addr = serve(&yaml).await;
+    let answer = post_json(
+        &addr,
+        "/api/kubernetes/services/ledger",
+        serde_json::json!({"entity": {"metadata": {"name": "ledger",
+            "annotations": {"backstage.io/kubernetes-namespace": "types-e2e"}}}}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let cluster = answer.json()["items"][0].clone();
+    let types: Vec<&str> =
+        cluster["resources"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["pods", "secrets", "customresources"], "{cluster:#}");
+    // The override is the only version asked for: this API server (1.20) serves cronjobs as batch/v1beta1 only,
+    // which kubeauth falls back to without an override.
+    assert_eq!(cluster["errors"][0]["errorType"], "NOT_FOUND", "{cluster:#}");
+    assert_eq!(cluster["errors"][0]["resourcePath"], "/apis/batch/v1/namespaces/types-e2e/cronjobs");
+    // Secrets leave masked, as Backstage masks them.
+    let secret = &cluster["resources"][1]["resources"][0];
+    assert_eq!(secret["metadata"]["name"], "ledger-db");
+    assert_eq!(secret["data"], serde_json::json!({"password": "***"}), "{secret:#}");
+    assert!(!answer.text().contains("aHVudGVyMg"), "no secret value in the answer");
+    // kubernetes.customResources for a cluster with none of its own.
+    assert_eq!(cluster["resources"][2]["resources"][0]["kind"], "Widget");
+    // Secrets asked for as a custom resource are masked too.
+    let catalog = kubeauth_testkit::catalog::FakeCatalog::start("catalog-token-0123456789");
+    catalog.add(serde_json::json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "ledger", "namespace": "default", "annotations": {"backstage.io/kubernetes-namespace": "types-e2e"}},
+        "spec": {"type": "service", "owner": "team-a"}}));
+    let addr = serve_with_catalog(&format!("{yaml}{}", catalog_section(&catalog)), &catalog).await;
+    let custom = post_json(
+        &addr,
+        "/api/kubernetes/resources/custom/query",
+        serde_json::json!({"entityRef": "component:default/ledger",
+            "customResources": [{"group": "", "apiVersion": "v1", "plural": "secrets"}]}),
+    )
+    .await;
+    assert_eq!(custom.status, 200, "{}", custom.text());
+    assert_eq!(
+        custom.json()["items"][0]["resources"][0]["resources"][0]["data"]["password"],
+        "***",
+        "{}",
+        custom.text()
+    );
+    assert!(!custom.text().contains("aHVudGVyMg"));
+}
+
+#[tokio::test]
 async fn without_a_catalog_entity_references_are_not_implemented() {
     let env = TestCluster::shared();
     let addr = admin_server(env).await;

@@ -54,9 +54,9 @@ pub trait ClusterLocator: Send + Sync {
 /// Every configured locator method, run together.
 ///
 /// With `clusterLocatorContinueOnError: false` (the default) one failing method fails the lookup; with `true`
-/// it is logged and the others' clusters are returned. Two `config` clusters of the same name are an error of
-/// the config; a cluster found later under a name already taken (by a catalog entity, say) is skipped with a
-/// warning naming both sources.
+/// it is logged and the others' clusters are returned. A cluster found under a name already taken (a second
+/// `config` entry, a catalog entity or a GKE cluster named like a config cluster) is skipped with a warning naming
+/// both sources, as Backstage goes on: the first one stays.
 #[derive(Clone, Default)]
 pub struct CombinedLocator {
     methods: Vec<(String, Arc<dyn ClusterLocator>)>,
@@ -102,7 +102,7 @@ impl CombinedLocator {
             None => false,
         };
         let mut combined = Self { methods: Vec::new(), continue_on_error, last: Arc::default() };
-        // The names the config fixes (config clusters, localKubectlProxy's), and where: one twice is its mistake.
+        // The names the config fixes (config clusters, localKubectlProxy's), and where: one twice is said at once.
         let mut config_names: HashMap<String, String> = HashMap::new();
         for (index, method) in k.cluster_locator_methods.iter().enumerate() {
             let name = MethodName(index, &method.kind).to_string();
@@ -117,7 +117,7 @@ impl CombinedLocator {
                     let locator = ConfigLocator::new(index, clusters, &ctx, origin)?;
                     for cluster in locator.list().iter() {
                         let source = if cluster.source.is_empty() { name.clone() } else { cluster.source.clone() };
-                        fixed_name(&mut config_names, &cluster.name, source)?;
+                        fixed_name(&mut config_names, &cluster.name, source);
                     }
                     Arc::new(locator)
                 }
@@ -125,7 +125,7 @@ impl CombinedLocator {
                     if method.clusters.is_some() || method.project_id.is_some() {
                         return Err(method_error("type localKubectlProxy takes no `clusters`".into()));
                     }
-                    fixed_name(&mut config_names, LocalKubectlProxyLocator::CLUSTER_NAME, name.clone())?;
+                    fixed_name(&mut config_names, LocalKubectlProxyLocator::CLUSTER_NAME, name.clone());
                     Arc::new(LocalKubectlProxyLocator::new(name.clone()))
                 }
                 "gke" => {
@@ -259,13 +259,15 @@ impl ClusterLocator for CombinedLocator {
     }
 }
 
-/// Takes `name` for the cluster of `source`, unless a cluster of the config has it already.
-fn fixed_name(names: &mut HashMap<String, String>, name: &str, source: String) -> Result<(), LocatorError> {
+/// Takes `name` for the cluster of `source`, or warns (at start, naming both) when a cluster of the config has
+/// it already: the first one is kept when the lists are combined.
+fn fixed_name(names: &mut HashMap<String, String>, name: &str, source: String) {
     match names.get(name) {
-        Some(first) => Err(LocatorError::DuplicateName { name: name.to_owned(), first: first.clone(), second: source }),
+        Some(first) => {
+            tracing::warn!(cluster = %name, %first, skipped = %source, "two clusters of the same name; keeping the first");
+        }
         None => {
             names.insert(name.to_owned(), source);
-            Ok(())
         }
     }
 }

@@ -26,8 +26,7 @@ pub struct AppConfig {
     pub origin: Option<PathBuf>,
 }
 
-/// The `kubernetes` section. Keys that other parts of Backstage read (serviceLocatorMethod, objectTypes, …) are
-/// accepted and ignored here.
+/// The `kubernetes` section. Keys that other parts of Backstage read are accepted and ignored here.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
@@ -47,6 +46,18 @@ pub struct KubernetesConfig {
     #[serde(default)]
     #[schemars(extend("writeOnly" = true))]
     pub google_service_account_credentials: Option<ConfigString>,
+    /// The object types an entity's objects are fetched as (Backstage's `kubernetes.objectTypes`): some of
+    /// `pods`, `services`, `configmaps`, `limitranges`, `resourcequotas`, `deployments`, `replicasets`,
+    /// `horizontalpodautoscalers`, `jobs`, `cronjobs`, `ingresses`, `statefulsets`, `daemonsets` and `secrets`
+    /// (whose data is masked). Default: all but `secrets`.
+    #[serde(default)]
+    pub object_types: Option<Vec<String>>,
+    /// The API version to ask for an object type instead of the default, e.g. `cronjobs: v1beta1`.
+    #[serde(default)]
+    pub api_version_overrides: Option<BTreeMap<String, String>>,
+    /// Custom resources fetched for every cluster that has no `customResources` of its own.
+    #[serde(default)]
+    pub custom_resources: Option<Vec<CustomResourceMatcherConfig>>,
 }
 
 /// The `kubeauth` section: settings of kubeauth beyond Backstage's.

@@ -66,16 +66,6 @@ pub enum LocatorError {
         /// What is wrong.
         message: String,
     },
-    /// Two clusters have the same name.
-    #[error("duplicate cluster name '{name}': found by {first} and by {second}")]
-    DuplicateName {
-        /// The name.
-        name: String,
-        /// Where the first one came from.
-        first: String,
-        /// Where the second one came from.
-        second: String,
-    },
     /// A locator failed to list its clusters.
     #[error("cluster locator {method} failed")]
     Locator {

@@ -175,7 +175,7 @@ async fn a_wrongly_typed_value_gets_line_and_column() {
 }
 
 #[tokio::test]
-async fn duplicate_names_across_methods_name_both() {
+async fn a_name_found_twice_keeps_the_first_as_backstage_does() {
     let yaml = r#"
 kubernetes:
   clusterLocatorMethods:
@@ -186,11 +186,9 @@ kubernetes:
           authProvider: serviceAccount
     - type: localKubectlProxy
 "#;
-    let err = error_of(yaml).await;
-    assert_eq!(
-        err,
-        "duplicate cluster name 'local': found by clusterLocatorMethods[0] (config), line 6 and by clusterLocatorMethods[1] (localKubectlProxy)"
-    );
+    let clusters = locate(yaml, &env(&[])).await.unwrap();
+    let found: Vec<(&str, &str)> = clusters.iter().map(|c| (c.name.as_str(), c.url.as_str())).collect();
+    assert_eq!(found, [("local", "https://a.example.com")]);
 }
 
 #[tokio::test]
@@ -357,4 +355,50 @@ async fn an_empty_ca_file_is_absent_and_a_ca_file_wins_over_ca_data() {
     // caData (not a PEM) would fail; the file is read instead, and the cluster is valid.
     assert!(both[0].validate().is_empty(), "{:?}", both[0].validate());
     assert_eq!(both[0].ca_certificates_der().unwrap().map(|c| c.len()), Some(1));
+}
+
+/// The node of kubeauth's config schema at a key path (`kubernetes.clusterLocatorMethods[].region`), `$ref`s
+/// followed; `None` when kubeauth does not read that key.
+fn schema_node<'a>(schema: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    // `$ref`s followed, and an optional value's `anyOf: [T, null]` read as `T`.
+    let resolve = |mut node: &'a serde_json::Value| loop {
+        if let Some(reference) = node.get("$ref").and_then(serde_json::Value::as_str) {
+            node = &schema["$defs"][reference.trim_start_matches("#/$defs/")];
+        } else if let Some(branch) = node.get("anyOf").and_then(|a| a.as_array()?.iter().find(|b| b["type"] != "null"))
+        {
+            node = branch;
+        } else {
+            break node;
+        }
+    };
+    let mut node = resolve(schema);
+    for segment in path.split('.') {
+        let (name, array) = segment.strip_suffix("[]").map_or((segment, false), |name| (name, true));
+        node = resolve(node.get("properties")?.get(name)?);
+        if array {
+            node = resolve(node.get("items")?);
+        }
+    }
+    Some(node)
+}
+
+#[test]
+fn the_backstage_page_says_which_keys_kubeauth_reads() {
+    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/backstage.md")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&kubeauth_cluster_locator::config_schema_text()).unwrap();
+    let mut checked = 0;
+    for line in page.lines().filter(|l| l.starts_with("| `kubernetes.")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (key, support) = (cells[1].trim_matches('`'), cells[2]);
+        let read = schema_node(&schema, key).is_some();
+        match support {
+            "yes" | "partly" => {
+                assert!(read, "docs/backstage.md marks `{key}` {support}, but kubeauth does not read it")
+            }
+            "no" => assert!(!read, "docs/backstage.md marks `{key}` no, but kubeauth reads it"),
+            other => panic!("docs/backstage.md: `{key}`: `{other}` is not yes, partly or no"),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 25, "only {checked} keys in the table");
 }

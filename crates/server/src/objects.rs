@@ -38,31 +38,87 @@ impl ServiceLocator {
     }
 }
 
-/// An object type to fetch: its name in the answer, and the API paths to try, newest first (older servers
-/// serve older versions).
+/// An object type Backstage fetches: its name in the answer (`objectType`), API group, plural, and the versions
+/// to try, newest first (older servers serve older versions).
 struct ObjectType {
     name: &'static str,
-    paths: &'static [&'static str],
+    group: &'static str,
+    plural: &'static str,
+    versions: &'static [&'static str],
 }
 
+/// Backstage's object types (`ALL_OBJECTS`); all but `secrets` are fetched by default (`DEFAULT_OBJECTS`).
 const OBJECT_TYPES: &[ObjectType] = &[
-    ObjectType { name: "pods", paths: &["/api/v1/pods"] },
-    ObjectType { name: "services", paths: &["/api/v1/services"] },
-    ObjectType { name: "configmaps", paths: &["/api/v1/configmaps"] },
-    ObjectType { name: "limitranges", paths: &["/api/v1/limitranges"] },
-    ObjectType { name: "resourcequotas", paths: &["/api/v1/resourcequotas"] },
-    ObjectType { name: "deployments", paths: &["/apis/apps/v1/deployments"] },
-    ObjectType { name: "replicasets", paths: &["/apis/apps/v1/replicasets"] },
+    ObjectType { name: "pods", group: "", plural: "pods", versions: &["v1"] },
+    ObjectType { name: "services", group: "", plural: "services", versions: &["v1"] },
+    ObjectType { name: "configmaps", group: "", plural: "configmaps", versions: &["v1"] },
+    ObjectType { name: "limitranges", group: "", plural: "limitranges", versions: &["v1"] },
+    ObjectType { name: "resourcequotas", group: "", plural: "resourcequotas", versions: &["v1"] },
+    ObjectType { name: "deployments", group: "apps", plural: "deployments", versions: &["v1"] },
+    ObjectType { name: "replicasets", group: "apps", plural: "replicasets", versions: &["v1"] },
     ObjectType {
         name: "horizontalpodautoscalers",
-        paths: &["/apis/autoscaling/v2/horizontalpodautoscalers", "/apis/autoscaling/v2beta2/horizontalpodautoscalers"],
+        group: "autoscaling",
+        plural: "horizontalpodautoscalers",
+        versions: &["v2", "v2beta2"],
     },
-    ObjectType { name: "jobs", paths: &["/apis/batch/v1/jobs"] },
-    ObjectType { name: "cronjobs", paths: &["/apis/batch/v1/cronjobs", "/apis/batch/v1beta1/cronjobs"] },
-    ObjectType { name: "ingresses", paths: &["/apis/networking.k8s.io/v1/ingresses"] },
-    ObjectType { name: "statefulsets", paths: &["/apis/apps/v1/statefulsets"] },
-    ObjectType { name: "daemonsets", paths: &["/apis/apps/v1/daemonsets"] },
+    ObjectType { name: "jobs", group: "batch", plural: "jobs", versions: &["v1"] },
+    ObjectType { name: "cronjobs", group: "batch", plural: "cronjobs", versions: &["v1", "v1beta1"] },
+    ObjectType { name: "ingresses", group: "networking.k8s.io", plural: "ingresses", versions: &["v1"] },
+    ObjectType { name: "statefulsets", group: "apps", plural: "statefulsets", versions: &["v1"] },
+    ObjectType { name: "daemonsets", group: "apps", plural: "daemonsets", versions: &["v1"] },
+    ObjectType { name: "secrets", group: "", plural: "secrets", versions: &["v1"] },
 ];
+
+/// One object type as fetched: its name in the answer and the cluster-wide list paths to try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ObjectFetch {
+    name: &'static str,
+    paths: Vec<String>,
+}
+
+/// The object types of `kubernetes.objectTypes` (all but `secrets` when absent), at the versions of
+/// `kubernetes.apiVersionOverrides`, as Backstage reads them: an unknown type or override is skipped with a
+/// warning; an override that is not a version is an error naming its key.
+pub(crate) fn object_fetches(
+    kubernetes: &kubeauth::locator::KubernetesConfig,
+    origin: Option<&std::path::Path>,
+) -> Result<Vec<ObjectFetch>, ServerError> {
+    let wanted = kubernetes.object_types.as_ref();
+    for (i, name) in wanted.into_iter().flatten().enumerate() {
+        if !OBJECT_TYPES.iter().any(|t| t.name == name) {
+            tracing::warn!(key = %format!("kubernetes.objectTypes[{i}]"), "`{name}` is not an object type Backstage fetches; skipped");
+        }
+    }
+    let overrides = kubernetes.api_version_overrides.clone().unwrap_or_default();
+    for (name, version) in &overrides {
+        let key = format!("kubernetes.apiVersionOverrides.{name}");
+        if !OBJECT_TYPES.iter().any(|t| t.name == name) {
+            tracing::warn!(%key, "`{name}` is not an object type Backstage fetches; its override is skipped");
+        } else if !is_dns_label(version) {
+            return Err(ServerError::setting(
+                origin,
+                &key,
+                format!("`{version}` is not an API version (v1, v1beta1, …)"),
+            ));
+        }
+    }
+    Ok(OBJECT_TYPES
+        .iter()
+        .filter(|t| match wanted {
+            Some(wanted) => wanted.iter().any(|w| w == t.name),
+            None => t.name != "secrets",
+        })
+        .map(|t| {
+            let path = |version: &str| resource_path(t.group, version, t.plural).unwrap_or_default();
+            let paths = match overrides.get(t.name) {
+                Some(version) => vec![path(version)],
+                None => t.versions.iter().map(|v| path(v)).collect(),
+            };
+            ObjectFetch { name: t.name, paths }
+        })
+        .collect())
+}
 
 /// The request: Backstage's `{entity, auth}`.
 #[derive(Deserialize)]
@@ -128,6 +184,22 @@ struct List {
 
 /// The `type` of custom resources in an answer, whatever their plural (Backstage's `customresources`).
 const CUSTOM_RESOURCES: &str = "customresources";
+
+/// Secrets with every value of `data` and `stringData` replaced by `***`, as Backstage masks them.
+fn masked(items: Vec<Box<RawValue>>) -> Vec<Box<RawValue>> {
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let mut object = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(item.get()).ok()?;
+            for field in ["data", "stringData"] {
+                if let Some(serde_json::Value::Object(values)) = object.get_mut(field) {
+                    values.values_mut().for_each(|v| *v = serde_json::Value::from("***"));
+                }
+            }
+            serde_json::value::to_raw_value(&object).ok()
+        })
+        .collect()
+}
 
 /// The items of a custom resource list with the `kind` the API server leaves out of them (the list's kind
 /// without `List`), as Backstage fills it in.
@@ -335,7 +407,11 @@ async fn entity_objects(
         _ => None,
     };
     let clusters = located.iter().filter(|c| wanted.is_none_or(|w| w == c.name.as_str()));
-    Ok(join_all(clusters.map(|cluster| objects_of(server, cluster, auth, &label_selector, namespace, custom))).await)
+    let mut items =
+        join_all(clusters.map(|cluster| objects_of(server, cluster, auth, &label_selector, namespace, custom))).await;
+    // As Backstage: a cluster with neither an object nor an error is left out.
+    items.retain(|c| !c.errors.is_empty() || c.resources.iter().any(|r| !r.resources.is_empty()));
+    Ok(items)
 }
 
 async fn objects_of(
@@ -381,9 +457,19 @@ async fn objects_of(
             fetches.extend(custom.iter().map(|path| (CUSTOM_RESOURCES, vec![scoped(path, namespace)])));
         }
         None => {
-            fetches
-                .extend(OBJECT_TYPES.iter().map(|t| (t.name, t.paths.iter().map(|p| scoped(p, namespace)).collect())));
-            for c in &cluster.custom_resources {
+            fetches.extend(
+                server
+                    .object_fetches()
+                    .iter()
+                    .map(|t| (t.name, t.paths.iter().map(|p| scoped(p, namespace)).collect())),
+            );
+            // The cluster's own custom resources, else those of kubernetes.customResources (as Backstage).
+            let custom = if cluster.custom_resources.is_empty() {
+                server.default_custom_resources()
+            } else {
+                &cluster.custom_resources
+            };
+            for c in custom {
                 match resource_path(&c.group, &c.api_version, &c.plural) {
                     Ok(path) => fetches.push((CUSTOM_RESOURCES, vec![scoped(&path, namespace)])),
                     Err(message) => objects.errors.push(FetchError {
@@ -439,7 +525,13 @@ async fn fetch(
             message: Some(e.to_string()),
         })?;
         match client.request::<List>(request).await {
-            Ok(list) => {
+            Ok(mut list) => {
+                // Secrets leave with their data masked, whether asked for as an object type or as a custom
+                // resource (Backstage decides from the request and from the kind the API server reports).
+                let core_secrets = path.starts_with("/api/v1/") && path.ends_with("/secrets");
+                if name == "secrets" || core_secrets || list.kind.as_deref() == Some("SecretList") {
+                    list.items = masked(list.items);
+                }
                 let resources = if name == CUSTOM_RESOURCES { with_kind(list) } else { list.items };
                 return Ok(Resources { kind: name.to_owned(), resources });
             }

@@ -22,6 +22,8 @@ pub struct KubeauthServer {
     cors_origins: Vec<String>,
     allowed_hosts: Vec<String>,
     gates: Arc<crate::limits::Gates>,
+    object_fetches: Vec<crate::objects::ObjectFetch>,
+    default_custom_resources: Vec<kubeauth::core::CustomResourceMatcher>,
 }
 
 impl std::fmt::Debug for KubeauthServer {
@@ -46,6 +48,8 @@ impl KubeauthServer {
             cors_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             gates: Arc::new(crate::limits::Gates::new(crate::Limits::default())),
+            object_fetches: crate::objects::object_fetches(&Default::default(), None).unwrap_or_default(),
+            default_custom_resources: Vec::new(),
         }
     }
 
@@ -56,7 +60,8 @@ impl KubeauthServer {
     }
 
     /// A server over a toolkit of your own (with custom providers), with the settings of `config`:
-    /// `kubernetes.serviceLocatorMethod`, `kubeauth.server.auth.bearerTokens` (each at least
+    /// `kubernetes.serviceLocatorMethod`, `objectTypes`, `apiVersionOverrides`, `customResources`,
+    /// `kubeauth.server.auth.bearerTokens` (each at least
     /// [`MIN_API_TOKEN_LENGTH`] characters), `kubeauth.server.cors`, `allowedHosts` and `limits`, and
     /// `kubeauth.catalog`. Every error names its key.
     pub fn configure(kubeauth: Kubeauth, config: &AppConfig, env: &ResolveContext) -> Result<Self, ServerError> {
@@ -85,6 +90,8 @@ impl KubeauthServer {
                 )
             })?;
         }
+        server.object_fetches = crate::objects::object_fetches(&config.kubernetes, config.origin.as_deref())?;
+        server.default_custom_resources = config.kubernetes.custom_resources.iter().flatten().map(Into::into).collect();
         let tokens = api_tokens(config, env)?;
         let backstage = backstage_tokens(config, env)?;
         server.auth = Arc::new(crate::api_auth::ApiAuth { tokens, backstage });
@@ -159,6 +166,16 @@ impl KubeauthServer {
 
     pub(crate) fn gates(&self) -> &Arc<crate::limits::Gates> {
         &self.gates
+    }
+
+    /// The object types an entity's objects are fetched as (`kubernetes.objectTypes`, `apiVersionOverrides`).
+    pub(crate) fn object_fetches(&self) -> &[crate::objects::ObjectFetch] {
+        &self.object_fetches
+    }
+
+    /// `kubernetes.customResources`: for the clusters without their own.
+    pub(crate) fn default_custom_resources(&self) -> &[kubeauth::core::CustomResourceMatcher] {
+        &self.default_custom_resources
     }
 
     /// The browser guard: the loopback rules when the API is open.
