@@ -393,7 +393,7 @@ fn the_backstage_page_says_which_keys_kubeauth_reads() {
         let read = schema_node(&schema, key).is_some();
         match support {
             "yes" | "partly" => {
-                assert!(read, "docs/backstage.md marks `{key}` {support}, but kubeauth does not read it")
+                assert!(read, "docs/backstage.md marks `{key}` {support}, but kubeauth does not read it");
             }
             "no" => assert!(!read, "docs/backstage.md marks `{key}` no, but kubeauth reads it"),
             other => panic!("docs/backstage.md: `{key}`: `{other}` is not yes, partly or no"),
