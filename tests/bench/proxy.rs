@@ -106,7 +106,11 @@ fn wrk_with(url: &str, headers: &[String], script: Option<&Path>, connections: u
     if let Some(script) = script {
         command.arg("-s").arg(script);
     }
+    // A request counts as a timeout after 10 s (wrk's default is 2 s): an entity query that waits its turn
+    // within kubeauth.server.limits is measured, not cut.
     command.args([
+        "--timeout",
+        "10s",
         "--latency",
         "-t",
         &threads.to_string(),

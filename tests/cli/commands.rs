@@ -336,3 +336,29 @@ async fn no_token_reaches_the_output_of_doctor_even_at_trace_level() {
         }
     }
 }
+
+#[test]
+fn unknown_keys_are_warnings_and_doctor_strict_fails_on_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: dev\n          url: https://dev.example.com\n          authProvider: serviceAccount\n          serviceAccountToken: t\n          skipTlsVerify: true\n          fromANewerBackstage: 1\n",
+    )
+    .unwrap();
+    let run = Run::new(dir.path());
+    // Read and used, with a warning naming each key (and the key it looks like).
+    let clusters = run.kubeauth(&["clusters", "-o", "json"]);
+    assert!(clusters.status.success(), "{}", stderr(&clusters));
+    assert!(stdout(&clusters).contains("\"dev\""), "{}", stdout(&clusters));
+    let warned = stderr(&clusters);
+    assert!(
+        warned.contains("kubernetes.clusterLocatorMethods[0].clusters[0].skipTlsVerify: not a key kubeauth reads; ignored (did you mean `skipTLSVerify`?)"),
+        "{warned}"
+    );
+    assert!(warned.contains("clusters[0].fromANewerBackstage"), "{warned}");
+    // A check for CI refuses them.
+    let strict = run.kubeauth(&["doctor", "--strict"]);
+    assert_eq!(strict.status.code(), Some(2), "{}", stderr(&strict));
+    assert!(stderr(&strict).contains("holds keys kubeauth does not read (--strict)"), "{}", stderr(&strict));
+    assert!(stderr(&strict).contains("skipTlsVerify"), "{}", stderr(&strict));
+}

@@ -44,8 +44,17 @@ pub(crate) async fn run(
     only: Option<&str>,
     output: OutputFormat,
     timeout: u64,
+    strict: bool,
 ) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
+    if strict && !loaded.config.unknown_keys.is_empty() {
+        let file = loaded.file.as_deref().map_or_else(|| "the config".to_owned(), |f| f.display().to_string());
+        let keys: Vec<String> = loaded.config.unknown_keys.iter().map(|k| format!("  {k}")).collect();
+        return Err(Failure::Config(format!(
+            "{file} holds keys kubeauth does not read (--strict):\n{}",
+            keys.join("\n")
+        )));
+    }
     let kubeauth = toolkit(&loaded.config)?;
     let clusters = locate(&kubeauth).await?;
     let selected: Vec<ClusterDetails> = match only {

@@ -70,6 +70,9 @@ enum Command {
         /// Give up on a cluster after this many seconds.
         #[arg(long, default_value_t = 20, value_name = "SECONDS")]
         timeout: u64,
+        /// Fail (exit 2) when the config holds keys kubeauth does not read, instead of warning about them.
+        #[arg(long)]
+        strict: bool,
     },
     /// Print an ExecCredential for a cluster: the kubectl exec-credential plugin.
     Token {
@@ -181,7 +184,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Clusters { output } => clusters::run(config, output).await,
-        Command::Doctor { cluster, output, timeout } => doctor::run(config, cluster.as_deref(), output, timeout).await,
+        Command::Doctor { cluster, output, timeout, strict } => {
+            doctor::run(config, cluster.as_deref(), output, timeout, strict).await
+        }
         Command::Token { cluster, device, no_browser } => {
             token::run(config, &cluster, login::PromptOptions { device, no_browser }).await
         }

@@ -24,6 +24,11 @@ pub struct AppConfig {
     #[serde(skip)]
     #[schemars(skip)]
     pub origin: Option<PathBuf>,
+    /// The keys under `kubernetes` and `kubeauth` that kubeauth does not read: each is logged as a warning when
+    /// the config is read, never refused (as Backstage's config loader has it).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub unknown_keys: Vec<crate::UnknownKey>,
 }
 
 /// The `kubernetes` section. Keys that other parts of Backstage read are accepted and ignored here.
@@ -62,7 +67,7 @@ pub struct KubernetesConfig {
 
 /// The `kubeauth` section: settings of kubeauth beyond Backstage's.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct KubeauthConfig {
     /// How `kubeauth login` signs the user in, for clusters with a client-side provider (oidc, google, aks, and
@@ -79,7 +84,7 @@ pub struct KubeauthConfig {
 
 /// `kubeauth.server`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// Callers of the API must authenticate (off by default on a loopback address; required elsewhere).
@@ -96,7 +101,7 @@ pub struct ServerConfig {
 
 /// `kubeauth.server.cors`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct CorsConfig {
     /// The allowed origins, `scheme://host[:port]` (one, or a list), e.g. `http://localhost:3000`.
@@ -107,7 +112,7 @@ pub struct CorsConfig {
 
 /// `kubeauth.server.limits`: every one has a default.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct LimitsConfig {
     /// Open connections at most (1024); beyond, a connection gets a prompt 503, probes still answer.
@@ -130,7 +135,7 @@ pub struct LimitsConfig {
 
 /// `kubeauth.server.auth`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct ServerAuthConfig {
     /// Callers send one of these in `Authorization: Bearer <token>` (secret). `/healthz` and `/readyz` stay open.
@@ -144,7 +149,7 @@ pub struct ServerAuthConfig {
 
 /// `kubeauth.server.auth.backstage`: which Backstage's tokens are accepted.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct BackstageAuthConfig {
     /// The Backstage backend's base URL: user tokens are checked against the keys at
@@ -177,7 +182,7 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<
 
 /// `kubeauth.catalog`: the Backstage catalog's HTTP API.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct CatalogConfig {
     /// The Backstage backend's base URL; the catalog is at `<baseUrl>/api/catalog` (required).
@@ -291,7 +296,7 @@ impl JsonSchema for LoginEntry {
 /// One login of `kubeauth.login`: the identity provider and the client registered at it. What is left out comes
 /// from the client-side provider's defaults (Google's issuer, Entra ID's scopes, …).
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct LoginProviderConfig {
     /// The issuer URL (required for oidc; google: `https://accounts.google.com`; aks: from `tenantId`).
@@ -323,7 +328,6 @@ impl LoginProviderConfig {
 
 /// `kubernetes.serviceLocatorMethod`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ServiceLocatorMethod {
     /// `multiTenant` or `singleTenant`.
@@ -333,7 +337,7 @@ pub struct ServiceLocatorMethod {
 
 /// One entry of `clusterLocatorMethods`: `type` and the keys of that type.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct LocatorMethodConfig {
     /// `config`, `localKubectlProxy` or `gke`.
@@ -382,7 +386,6 @@ pub struct LocatorMethodConfig {
 
 /// A `{key, value}` resource label to match.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ResourceLabel {
     /// The label's key.
@@ -393,7 +396,7 @@ pub struct ResourceLabel {
 
 /// A cluster entry of the `config` method, with Backstage's keys.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct ClusterConfig {
     /// Unique name of the cluster (required).
@@ -438,7 +441,7 @@ pub struct ClusterConfig {
 
 /// `{group, apiVersion, plural}` of a custom resource.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct CustomResourceMatcherConfig {
     /// API group.
@@ -464,6 +467,13 @@ impl AppConfig {
         }
         let mut config: Self = serde_saphyr::from_str(text).map_err(|e| LocatorError::from_yaml(e, origin))?;
         config.origin = origin.map(Path::to_owned);
+        if let Ok(document) = serde_saphyr::from_str::<serde_json::Value>(text) {
+            config.unknown_keys = crate::unknown::unknown_keys(&document);
+        }
+        let file = origin.map(|o| o.display().to_string()).unwrap_or_else(|| "config".into());
+        for unknown in &config.unknown_keys {
+            tracing::warn!("{file}: {unknown}");
+        }
         Ok(config)
     }
 
@@ -517,15 +527,17 @@ kubeauth:
     }
 
     #[test]
-    fn a_wrong_key_in_a_login_is_an_error_with_its_line() {
-        let err = AppConfig::from_yaml_str(
+    fn a_wrong_key_in_a_login_is_a_warning_naming_it() {
+        let config = AppConfig::from_yaml_str(
             "kubeauth:\n  login:\n    google:\n      clientId: x\n      clientSecrt: y\n",
             None,
         )
-        .unwrap_err()
-        .to_string();
-        assert!(err.starts_with("line 5"), "{err}");
-        assert!(err.contains("clientSecrt"), "{err}");
+        .unwrap();
+        let unknown: Vec<String> = config.unknown_keys.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            unknown,
+            ["kubeauth.login.google.clientSecrt: not a key kubeauth reads; ignored (did you mean `clientSecret`?)"]
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ mod error;
 mod gke;
 mod local_kubectl_proxy;
 mod refreshed;
+mod unknown;
 mod value;
 
 pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, Located, LocatorServices, ProviderCheck};
@@ -53,6 +54,7 @@ pub use config_locator::ConfigLocator;
 pub use error::LocatorError;
 pub use gke::{AccessTokenSource, GkeLocator, GkeSettings};
 pub use local_kubectl_proxy::LocalKubectlProxyLocator;
+pub use unknown::UnknownKey;
 pub use value::{ConfigBool, ConfigString, MAX_FILE_VALUE, ResolveContext};
 
 /// The config an application runs on when it is given none: the `localKubectlProxy` locator, so that a
