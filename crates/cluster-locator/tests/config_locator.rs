@@ -152,10 +152,19 @@ async fn an_unreadable_ca_file_names_the_cluster_key_and_path() {
 }
 
 #[tokio::test]
-async fn a_misspelt_key_is_refused_with_its_line() {
-    let err = error_of(&one_cluster("url: https://x\nauthProvider: aws\nskipTlsVerify: true")).await;
-    assert!(err.contains("skipTlsVerify"), "{err}");
-    assert!(err.starts_with("app-config.yaml: line 8, column"), "{err}");
+async fn a_misspelt_key_is_read_past_and_named_with_the_key_it_looks_like() {
+    let yaml = one_cluster("url: https://x.example.com\nauthProvider: aws\nskipTlsVerify: true");
+    let config = AppConfig::from_yaml_str(&yaml, Some(Path::new("app-config.yaml"))).unwrap();
+    let unknown: Vec<String> = config.unknown_keys.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        unknown,
+        [
+            "kubernetes.clusterLocatorMethods[0].clusters[0].skipTlsVerify: not a key kubeauth reads; ignored (did you mean `skipTLSVerify`?)"
+        ]
+    );
+    // The cluster is located, without the misspelt setting.
+    let clusters = locate(&yaml, &env(&[])).await.unwrap();
+    assert!(!clusters[0].skip_tls_verify);
 }
 
 #[tokio::test]
