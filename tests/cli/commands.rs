@@ -362,3 +362,61 @@ fn unknown_keys_are_warnings_and_doctor_strict_fails_on_them() {
     assert!(stderr(&strict).contains("holds keys kubeauth does not read (--strict)"), "{}", stderr(&strict));
     assert!(stderr(&strict).contains("skipTlsVerify"), "{}", stderr(&strict));
 }
+
+#[test]
+fn several_configs_merge_as_backstage_merges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = |name: &str| {
+        format!(
+            "        - {{name: {name}, url: https://{name}.example.com, authProvider: serviceAccount, serviceAccountToken: t}}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        format!("kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{}", cluster("dev")),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("app-config.production.yaml"),
+        format!(
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{}{}",
+            cluster("prod-eu"),
+            cluster("prod-us")
+        ),
+    )
+    .unwrap();
+    let names = |out: &Output| -> Vec<String> {
+        assert!(out.status.success(), "{}", stderr(out));
+        let clusters: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        clusters.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let run = Run::new(dir.path()).unnamed();
+    // The later file's list replaces the earlier one, by flag or by variable.
+    let flags = run.kubeauth(&[
+        "--config",
+        "app-config.yaml",
+        "--config",
+        "app-config.production.yaml",
+        "clusters",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(names(&flags), ["prod-eu", "prod-us"]);
+    let listed = Run::new(dir.path())
+        .unnamed()
+        .env("KUBEAUTH_CONFIG", "app-config.yaml:app-config.production.yaml")
+        .kubeauth(&["clusters", "-o", "json"]);
+    assert_eq!(names(&listed), ["prod-eu", "prod-us"]);
+    // APP_CONFIG_ variables go over the files.
+    let overridden = Run::new(dir.path())
+        .unnamed()
+        .env("APP_CONFIG_kubernetes_clusterLocatorMethods", r#"[{"type": "localKubectlProxy"}]"#)
+        .kubeauth(&["--config", "app-config.yaml", "clusters", "-o", "json"]);
+    assert_eq!(names(&overridden), ["local"]);
+    // A kubeconfig's exec plugin reads the same files.
+    let kubeconfig =
+        run.kubeauth(&["--config", "app-config.yaml", "--config", "app-config.production.yaml", "kubeconfig"]);
+    assert!(kubeconfig.status.success(), "{}", stderr(&kubeconfig));
+    let text = stdout(&kubeconfig);
+    assert!(text.contains("app-config.yaml") && text.contains("app-config.production.yaml"), "{text}");
+}

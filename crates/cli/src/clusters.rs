@@ -1,4 +1,4 @@
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -20,7 +20,7 @@ struct ClusterRow {
     errors: Vec<String>,
 }
 
-pub(crate) async fn run(config: Option<&Path>, output: OutputFormat) -> Result<ExitCode, Failure> {
+pub(crate) async fn run(config: &[PathBuf], output: OutputFormat) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
     let kubeauth = toolkit(&loaded.config)?;
     let registry = kubeauth.registry();

@@ -7,23 +7,36 @@ use crate::failure::Failure;
 /// The config a command runs on, and where it came from.
 pub(crate) struct LoadedConfig {
     pub(crate) config: AppConfig,
-    /// The file, absolute; `None` for the embedded default.
-    pub(crate) file: Option<PathBuf>,
+    /// The files, absolute, in the order they were merged; none for the embedded default.
+    pub(crate) files: Vec<PathBuf>,
 }
 
-/// The config of `--config` (or `$KUBEAUTH_CONFIG`), else the embedded default. A file in the working folder is
-/// never read unasked: a cloned repository's `app-config.yaml` could send the catalog token, or the user's
-/// credentials, wherever it likes.
-pub(crate) fn load_config(explicit: Option<&Path>) -> Result<LoadedConfig, Failure> {
-    if let Some(path) = explicit {
-        let config = AppConfig::from_file(path).map_err(|e| Failure::config(&e))?;
-        return Ok(LoadedConfig { config, file: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_owned())) });
+impl LoadedConfig {
+    /// The files for messages (`app-config.yaml + app-config.production.yaml`), or `the embedded default`.
+    pub(crate) fn described(&self) -> String {
+        if self.files.is_empty() {
+            return "the embedded default".into();
+        }
+        self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" + ")
+    }
+}
+
+/// The config of `--config` (or `$KUBEAUTH_CONFIG`), else the embedded default. Several files are merged in
+/// order, with `APP_CONFIG_` variables over them, as Backstage's config loader does. A file in the working
+/// folder is never read unasked: a cloned repository's `app-config.yaml` could send the catalog token, or the
+/// user's credentials, wherever it likes.
+pub(crate) fn load_config(explicit: &[PathBuf]) -> Result<LoadedConfig, Failure> {
+    if !explicit.is_empty() {
+        let files: Vec<PathBuf> =
+            explicit.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
+        let config = AppConfig::from_files(&files, std::env::vars()).map_err(|e| Failure::config(&e))?;
+        return Ok(LoadedConfig { config, files });
     }
     if Path::new("app-config.yaml").is_file() {
         tracing::info!("./app-config.yaml is not read unless named: pass --config app-config.yaml");
     }
     tracing::debug!("no config given: using the embedded default (the localKubectlProxy locator)");
-    Ok(LoadedConfig { config: AppConfig::embedded_default(), file: None })
+    Ok(LoadedConfig { config: AppConfig::embedded_default(), files: Vec::new() })
 }
 
 /// The toolkit every command uses: the default providers set up from the config, its locators and logins.

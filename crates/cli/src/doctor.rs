@@ -1,5 +1,5 @@
 use std::io::IsTerminal as _;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ struct Problem {
 }
 
 pub(crate) async fn run(
-    config: Option<&Path>,
+    config: &[PathBuf],
     only: Option<&str>,
     output: OutputFormat,
     timeout: u64,
@@ -48,7 +48,7 @@ pub(crate) async fn run(
 ) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
     if strict && !loaded.config.unknown_keys.is_empty() {
-        let file = loaded.file.as_deref().map_or_else(|| "the config".to_owned(), |f| f.display().to_string());
+        let file = loaded.described();
         let keys: Vec<String> = loaded.config.unknown_keys.iter().map(|k| format!("  {k}")).collect();
         return Err(Failure::Config(format!(
             "{file} holds keys kubeauth does not read (--strict):\n{}",

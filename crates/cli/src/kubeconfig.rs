@@ -1,6 +1,6 @@
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kubeauth::{ClusterDetails, ProviderSide, Registry};
@@ -11,7 +11,7 @@ use crate::exec_credential::base64_pem;
 use crate::failure::Failure;
 
 /// `kubeauth kubeconfig`: a kubeconfig whose users run `kubeauth token` with the same config.
-pub(crate) async fn run(config: Option<&Path>, only: Option<&str>, output: Option<&Path>) -> Result<ExitCode, Failure> {
+pub(crate) async fn run(config: &[PathBuf], only: Option<&str>, output: Option<&Path>) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
     let kubeauth = toolkit(&loaded.config)?;
     let registry = kubeauth.registry();
@@ -25,7 +25,7 @@ pub(crate) async fn run(config: Option<&Path>, only: Option<&str>, output: Optio
     }
     let command =
         std::env::current_exe().map_err(|e| Failure::Runtime(format!("cannot find the kubeauth executable: {e}")))?;
-    let document = kubeconfig(&selected, registry, &command.to_string_lossy(), loaded.file.as_deref())?;
+    let document = kubeconfig(&selected, registry, &command.to_string_lossy(), &loaded.files)?;
     let text = serde_saphyr::to_string(&document).map_err(|e| Failure::Runtime(e.to_string()))?;
     match output {
         None => print!("{text}"),
@@ -48,7 +48,7 @@ fn kubeconfig(
     clusters: &[&ClusterDetails],
     registry: &Registry,
     command: &str,
-    config_file: Option<&Path>,
+    config_files: &[PathBuf],
 ) -> Result<serde_json::Value, Failure> {
     let mut kube_clusters = Vec::new();
     let mut users = Vec::new();
@@ -71,7 +71,7 @@ fn kubeconfig(
             Ok((true, _)) => json!({}),
             Ok((false, side)) => {
                 let mut args = vec!["token".to_owned(), "--cluster".to_owned(), cluster.name.clone()];
-                if let Some(file) = config_file {
+                for file in config_files {
                     args.push("--config".into());
                     args.push(file.to_string_lossy().into_owned());
                 }

@@ -28,10 +28,11 @@ use crate::failure::Failure;
 #[derive(Debug, Parser)]
 #[command(name = "kubeauth", version, about, propagate_version = true)]
 struct Cli {
-    /// The config file (a Backstage app-config.yaml). Else $KUBEAUTH_CONFIG, else the embedded default (the
-    /// localKubectlProxy locator); ./app-config.yaml is read only when named.
-    #[arg(long, global = true, env = "KUBEAUTH_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
+    /// The config file (a Backstage app-config.yaml); several are merged in order, as Backstage merges
+    /// app-config.yaml and app-config.production.yaml. Else $KUBEAUTH_CONFIG (files separated by `:`), else the
+    /// embedded default (the localKubectlProxy locator); ./app-config.yaml is read only when named.
+    #[arg(long, global = true, env = "KUBEAUTH_CONFIG", value_name = "FILE", value_delimiter = ':')]
+    config: Vec<PathBuf>,
 
     /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -181,7 +182,7 @@ fn target<'a>(cluster: Option<&'a str>, provider: Option<&'a str>) -> login::Tar
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let config = cli.config.as_deref();
+    let config = cli.config.as_slice();
     match cli.command {
         Command::Clusters { output } => clusters::run(config, output).await,
         Command::Doctor { cluster, output, timeout, strict } => {

@@ -2,7 +2,7 @@
 //! else of the login (which one a cluster needs, its settings, the session store, refresh) is the library's
 //! ([`kubeauth::login::Logins`]).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kubeauth::login::{Flow, LoginError, LoginName, Prompt, UserAuth};
@@ -40,7 +40,7 @@ pub(crate) enum Target<'a> {
 
 /// `kubeauth login`: a full interactive login, stored as the session.
 pub(crate) async fn run_login(
-    config: Option<&Path>,
+    config: &[PathBuf],
     target: Target<'_>,
     options: PromptOptions,
 ) -> Result<ExitCode, Failure> {
@@ -55,7 +55,7 @@ pub(crate) async fn run_login(
 }
 
 /// `kubeauth logout`: forgets one login's session, or all of them.
-pub(crate) async fn run_logout(config: Option<&Path>, target: Option<Target<'_>>) -> Result<ExitCode, Failure> {
+pub(crate) async fn run_logout(config: &[PathBuf], target: Option<Target<'_>>) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
     let kubeauth = toolkit(&loaded.config)?;
     let logins = kubeauth.logins();

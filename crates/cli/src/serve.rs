@@ -1,5 +1,5 @@
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kubeauth::ResolveContext;
@@ -10,7 +10,7 @@ use crate::failure::Failure;
 
 /// `kubeauth serve`: the server of the config, checked, then listening until SIGINT or SIGTERM. Every rule
 /// (API tokens, loopback, the service locator, the catalog) is the library's own.
-pub(crate) async fn run(config: Option<&Path>, listen: SocketAddr) -> Result<ExitCode, Failure> {
+pub(crate) async fn run(config: &[PathBuf], listen: SocketAddr) -> Result<ExitCode, Failure> {
     let loaded = load_config(config)?;
     let failure = |e: ServerError| if e.is_config() { Failure::config(&e) } else { Failure::runtime(&e) };
     let server = KubeauthServer::from_config(&loaded.config, &ResolveContext::from_process_env()).map_err(failure)?;

@@ -1,5 +1,5 @@
 use std::io::IsTerminal as _;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kubeauth::RequestAuth;
@@ -17,7 +17,7 @@ use crate::token_cache::DiskCache;
 /// allows prompting — from a new login). For the others, a cached credential still valid for more than a
 /// minute is printed without any network; otherwise one process fetches under the cluster's lock while
 /// parallel ones wait, then read what it stored.
-pub(crate) async fn run(config: Option<&Path>, name: &str, prompt: PromptOptions) -> Result<ExitCode, Failure> {
+pub(crate) async fn run(config: &[PathBuf], name: &str, prompt: PromptOptions) -> Result<ExitCode, Failure> {
     let exec_info = std::env::var("KUBERNETES_EXEC_INFO").ok();
     let info = parse_exec_info(exec_info.as_deref(), std::io::stdin().is_terminal()).map_err(Failure::Config)?;
     let loaded = load_config(config)?;

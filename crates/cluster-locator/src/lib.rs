@@ -39,6 +39,7 @@ mod config;
 mod config_locator;
 mod error;
 mod gke;
+mod layered;
 mod local_kubectl_proxy;
 mod refreshed;
 mod unknown;
