@@ -5,7 +5,8 @@
 //
 // Usage: node frontend.mjs <node peers folder> <base URL, …/api/kubernetes> <request JSON>
 // The request: {call: "getObjectsByEntity" | "getWorkloadsByEntity" | "getCustomObjectsByEntity" | "getClusters"
-// | "proxy", entity, auth, customResources, clusterName, path, tokens: {<provider>: token}}.
+// | "proxy" | "expectedPodMetrics", entity, auth, customResources, clusterName, path, namespace, labelSelector,
+// tokens: {<provider>: token}}.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -62,6 +63,30 @@ switch (call) {
   case 'proxy': {
     const response = await client.proxy({ clusterName: request.clusterName, path: request.path, init: request.init });
     out = { status: response.status, body: await response.text() };
+    break;
+  }
+  case 'expectedPodMetrics': {
+    // What Backstage's backend computes for the same pods: @kubernetes/client-node's topPods over the pod and
+    // PodMetrics lists (fetched here through the proxy), then its toClientSafePodMetrics.
+    const { topPods } = await import(
+      pathToFileURL(path.join(peers, 'backstage-kubernetes', 'node_modules', '@kubernetes', 'client-node', 'dist', 'top.js')).href
+    );
+    const query = `?labelSelector=${encodeURIComponent(request.labelSelector)}`;
+    const get = async p => JSON.parse(await (await client.proxy({ clusterName: request.clusterName, path: p + query })).text());
+    const podList = await get(`/api/v1/namespaces/${request.namespace}/pods`);
+    const podMetrics = await get(`/apis/metrics.k8s.io/v1beta1/namespaces/${request.namespace}/pods`);
+    const statuses = await topPods(
+      { listPodForAllNamespaces: async () => podList },
+      { getPodMetrics: async () => podMetrics },
+    );
+    const safe = v => (typeof v === 'bigint' ? v.toString() : v);
+    const usage = r => ({ currentUsage: safe(r.CurrentUsage), requestTotal: safe(r.RequestTotal), limitTotal: safe(r.LimitTotal) });
+    out = statuses.map(s => ({
+      pod: s.Pod,
+      memory: usage(s.Memory),
+      cpu: usage(s.CPU),
+      containers: s.Containers.map(c => ({ container: c.Container, cpuUsage: usage(c.CPUUsage), memoryUsage: usage(c.MemoryUsage) })),
+    }));
     break;
   }
   default:

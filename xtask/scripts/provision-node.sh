@@ -2,7 +2,8 @@
 # Node.js test peers outside the repository, installed once per machine:
 # - panva's oidc-provider, a certified OpenID provider (the issuer of the client-side login tests);
 # - Backstage's own Kubernetes frontend code (KubernetesBackendClient, groupResponses, detectErrors), unmodified,
-#   as the client of `kubeauth serve` in the conformance tests.
+#   as the client of `kubeauth serve` in the conformance tests, and the client-node release whose topPods
+#   Backstage's backend computes pod metrics with.
 # Usage: provision-node.sh CACHE_DIR
 set -euo pipefail
 cache=${1:?usage: provision-node.sh CACHE_DIR}
@@ -33,5 +34,5 @@ install() {
 
 mkdir -p "$cache"
 install oidc-provider 'oidc-provider@9.13.3'
-install backstage-kubernetes '@backstage/plugin-kubernetes-react@0.6.2 @backstage/plugin-kubernetes-common@0.9.15'
+install backstage-kubernetes '@backstage/plugin-kubernetes-react@0.6.2 @backstage/plugin-kubernetes-common@0.9.15 @kubernetes/client-node@1.4.0'
 log "ready in $cache"

@@ -23,6 +23,7 @@ mod guard;
 mod headers;
 mod limits;
 mod listen;
+mod metrics;
 mod objects;
 mod proxy;
 mod state;

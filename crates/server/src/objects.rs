@@ -147,7 +147,7 @@ struct EntityMetadata {
 struct ClusterObjects {
     cluster: ClusterSummary,
     resources: Vec<Resources>,
-    pod_metrics: Vec<serde_json::Value>,
+    pod_metrics: Vec<crate::metrics::PodUsage>,
     errors: Vec<FetchError>,
 }
 
@@ -495,6 +495,11 @@ async fn objects_of(
             Err(error) => objects.errors.push(error),
         }
     }
+    if !cluster.skip_metrics_lookup {
+        let (usage, errors) = pod_metrics(&client, &turns, &objects.resources, &list).await;
+        objects.pod_metrics = usage;
+        objects.errors.extend(errors);
+    }
     objects
 }
 
@@ -517,14 +522,7 @@ async fn fetch(
 ) -> Result<Resources, FetchError> {
     let mut last = None;
     for path in paths {
-        // kube's request builder encodes the label selector.
-        let request = kube::core::Request::new(path.as_str()).list(list).map_err(|e| FetchError {
-            error_type: "FETCH_ERROR",
-            status_code: None,
-            resource_path: Some(path.clone()),
-            message: Some(e.to_string()),
-        })?;
-        match client.request::<List>(request).await {
+        match list_at::<List>(client, path, list).await {
             Ok(mut list) => {
                 // Secrets leave with their data masked, whether asked for as an object type or as a custom
                 // resource (Backstage decides from the request and from the kind the API server reports).
@@ -536,30 +534,8 @@ async fn fetch(
                 return Ok(Resources { kind: name.to_owned(), resources });
             }
             // An older API version may be served where the newer is not.
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                last = Some(FetchError {
-                    error_type: "NOT_FOUND",
-                    status_code: Some(404),
-                    resource_path: Some(path.clone()),
-                    message: None,
-                });
-            }
-            Err(kube::Error::Api(status)) => {
-                return Err(FetchError {
-                    error_type: error_type(status.code),
-                    status_code: Some(status.code),
-                    resource_path: Some(path.clone()),
-                    message: None,
-                });
-            }
-            Err(other) => {
-                return Err(FetchError {
-                    error_type: "FETCH_ERROR",
-                    status_code: None,
-                    resource_path: Some(path.clone()),
-                    message: Some(kubeauth::report(&other)),
-                });
-            }
+            Err(error) if error.status_code == Some(404) => last = Some(error),
+            Err(error) => return Err(error),
         }
     }
     Err(last.unwrap_or(FetchError {
@@ -568,6 +544,92 @@ async fn fetch(
         resource_path: None,
         message: None,
     }))
+}
+
+/// The list at `path` (cluster-wide or in a namespace) with `list`'s label selector, or the error entry of it.
+async fn list_at<T: serde::de::DeserializeOwned>(
+    client: &kube::Client,
+    path: &str,
+    list: &kube::api::ListParams,
+) -> Result<T, FetchError> {
+    let failed = |error_type, status_code, message| FetchError {
+        error_type,
+        status_code,
+        resource_path: Some(path.to_owned()),
+        message,
+    };
+    // kube's request builder encodes the label selector.
+    let request =
+        kube::core::Request::new(path).list(list).map_err(|e| failed("FETCH_ERROR", None, Some(e.to_string())))?;
+    client.request::<T>(request).await.map_err(|e| match e {
+        kube::Error::Api(status) => failed(error_type(status.code), Some(status.code), None),
+        other => failed("FETCH_ERROR", None, Some(kubeauth::report(&other))),
+    })
+}
+
+/// The usage of the entity's pods in each namespace its pods were found in, as Backstage's backend adds it
+/// (unless the cluster has `skipMetricsLookup`): the pods and their `metrics.k8s.io` PodMetrics, listed again
+/// with the entity's label selector. A namespace whose metrics (or pods) cannot be listed is an error entry,
+/// as in Backstage: a cluster without a metrics API gets a `NOT_FOUND` for it.
+async fn pod_metrics(
+    client: &kube::Client,
+    turns: &tokio::sync::Semaphore,
+    resources: &[Resources],
+    list: &kube::api::ListParams,
+) -> (Vec<crate::metrics::PodUsage>, Vec<FetchError>) {
+    #[derive(Deserialize)]
+    struct Item {
+        #[serde(default, rename = "apiVersion")]
+        api_version: Option<String>,
+        #[serde(default)]
+        kind: Option<String>,
+        #[serde(default)]
+        metadata: ItemMetadata,
+    }
+    #[derive(Deserialize, Default)]
+    struct ItemMetadata {
+        #[serde(default)]
+        namespace: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Items {
+        #[serde(default)]
+        items: Vec<serde_json::Value>,
+    }
+    let item = |raw: &RawValue| serde_json::from_str::<Item>(raw.get()).ok();
+    // Backstage's isPodFetchResponse: pods, or custom resources whose first item is a v1 Pod.
+    let pods = resources.iter().filter(|r| {
+        r.kind == "pods"
+            || (r.kind == CUSTOM_RESOURCES
+                && r.resources
+                    .first()
+                    .and_then(|i| item(i))
+                    .is_some_and(|i| i.api_version.as_deref() == Some("v1") && i.kind.as_deref() == Some("Pod")))
+    });
+    let mut namespaces: Vec<String> =
+        pods.flat_map(|r| r.resources.iter().filter_map(|i| item(i)?.metadata.namespace)).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let per_namespace = join_all(namespaces.iter().map(|ns| async move {
+        let _turn = turns.acquire().await;
+        let metrics_path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods");
+        let pods_path = format!("/api/v1/namespaces/{ns}/pods");
+        let (metrics, pods) =
+            tokio::join!(list_at::<Items>(client, &metrics_path, list), list_at::<Items>(client, &pods_path, list));
+        match (metrics, pods) {
+            (Ok(metrics), Ok(pods)) => Ok(crate::metrics::top_pods(pods.items, &metrics.items)),
+            (Ok(_), Err(error)) | (Err(error), _) => Err(error),
+        }
+    }))
+    .await;
+    let (mut usage, mut errors) = (Vec::new(), Vec::new());
+    for result in per_namespace {
+        match result {
+            Ok(pods) => usage.extend(pods),
+            Err(error) => errors.push(error),
+        }
+    }
+    (usage, errors)
 }
 
 #[cfg(test)]
