@@ -257,8 +257,9 @@ fn an_unknown_service_locator_exits_2() {
     let out = kubeauth(dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("kubernetes.serviceLocatorMethod.type: `everywhere` is not multiTenant or singleTenant"),
+        String::from_utf8_lossy(&out.stderr).contains(
+            "kubernetes.serviceLocatorMethod.type: `everywhere` is not multiTenant, singleTenant or catalogRelation"
+        ),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -764,3 +764,63 @@ async fn catalog_clusters_follow_the_ssrf_rules() {
             .unwrap();
     assert_eq!(refused.status, 404, "{}", refused.text());
 }
+
+#[tokio::test]
+async fn the_entitys_clusters_are_found_as_backstages_service_locators_find_them() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let env = TestCluster::shared();
+    env.create_namespace("locators-e2e").await;
+    let map: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "settings", "labels": {"backstage.io/kubernetes-id": "ledger"}}
+    }))
+    .unwrap();
+    let _ = kube::Api::<ConfigMap>::namespaced(env.admin_client().await, "locators-e2e")
+        .create(&Default::default(), &map)
+        .await;
+    // Three clusters, all the same API server: only the locator decides which are asked.
+    let admin = format!(
+        "          authProvider: serviceAccount\n          serviceAccountToken: {}\n          skipMetricsLookup: true\n",
+        env.admin_token()
+    );
+    let clusters =
+        config(&[cluster_yaml(env, "eu", &admin), cluster_yaml(env, "us", &admin), cluster_yaml(env, "ap", &admin)]);
+    let names = |answer: http::HttpResponse| -> Vec<String> {
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["cluster"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let entity = |annotations: serde_json::Value, relations: serde_json::Value| {
+        let mut annotations = annotations;
+        annotations["backstage.io/kubernetes-namespace"] = "locators-e2e".into();
+        serde_json::json!({"entity": {"metadata": {"name": "ledger", "namespace": "finance", "annotations": annotations},
+            "relations": relations}})
+    };
+    let relations = serde_json::json!([
+        {"type": "dependsOn", "targetRef": "resource:finance/us"},
+        {"type": "dependsOn", "targetRef": "resource:default/eu"},
+        {"type": "ownedBy", "targetRef": "resource:finance/ap"}
+    ]);
+    // catalogRelation: the clusters the entity depends on, in the entity's namespace.
+    let addr = serve(&format!("{}  serviceLocatorMethod:\n    type: catalogRelation\n", clusters)).await;
+    let found =
+        post_json(&addr, "/api/kubernetes/services/ledger", entity(serde_json::json!({}), relations.clone())).await;
+    assert_eq!(names(found), ["us"]);
+    let none =
+        post_json(&addr, "/api/kubernetes/services/ledger", entity(serde_json::json!({}), serde_json::json!([]))).await;
+    assert!(names(none).is_empty());
+    // singleTenant: the cluster the entity names, or every one when it names none.
+    let addr = serve(&format!("{}  serviceLocatorMethod:\n    type: singleTenant\n", clusters)).await;
+    let named = post_json(
+        &addr,
+        "/api/kubernetes/services/ledger",
+        entity(serde_json::json!({"backstage.io/kubernetes-cluster": "ap"}), relations.clone()),
+    )
+    .await;
+    assert_eq!(names(named), ["ap"]);
+    let every = post_json(&addr, "/api/kubernetes/services/ledger", entity(serde_json::json!({}), relations)).await;
+    assert_eq!(names(every), ["eu", "us", "ap"]);
+}

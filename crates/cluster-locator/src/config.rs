@@ -42,8 +42,9 @@ pub struct KubernetesConfig {
     /// When a method fails: `false` (default) fails the whole lookup; `true` logs it and goes on with the others.
     #[serde(default)]
     pub cluster_locator_continue_on_error: Option<ConfigBool>,
-    /// Which clusters an entity's objects are looked for in: `multiTenant` (all, the default) or `singleTenant`
-    /// (the one its `backstage.io/kubernetes-cluster` annotation names).
+    /// Which clusters an entity's objects are looked for in: `multiTenant` (all, the default), `singleTenant`
+    /// (the one its `backstage.io/kubernetes-cluster` annotation names) or `catalogRelation` (those it
+    /// `dependsOn` in the catalog).
     #[serde(default)]
     pub service_locator_method: Option<ServiceLocatorMethod>,
     /// A Google service-account key (the JSON as a string) for the googleServiceAccount provider and the gke
@@ -330,7 +331,7 @@ impl LoginProviderConfig {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[non_exhaustive]
 pub struct ServiceLocatorMethod {
-    /// `multiTenant` or `singleTenant`.
+    /// `multiTenant`, `singleTenant` or `catalogRelation`.
     #[serde(rename = "type")]
     pub kind: String,
 }

@@ -111,13 +111,20 @@ async fn backstages_own_examples_build_the_toolkit() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster-locator/tests/fixtures/backstage");
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let yaml = std::fs::read_to_string(entry.path()).unwrap();
-        let config = AppConfig::from_yaml_str(&yaml, Some(&entry.path())).unwrap();
+        let path = entry.path();
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        let config = AppConfig::from_yaml_str(&yaml, Some(&path)).unwrap();
+        assert!(config.unknown_keys.is_empty(), "{}: {:?}", path.display(), config.unknown_keys);
         // No variable set: the keys that refer to one are absent, and everything else builds (the gke method
-        // included; it asks Google's API only when listing).
-        Kubeauth::from_config(&config, &ResolveContext::new(|_| None))
-            .unwrap_or_else(|e| panic!("{}: {e}", entry.path().display()));
+        // included; it asks Google's API only when listing). An example Backstage itself refuses is refused.
+        let built = Kubeauth::from_config(&config, &ResolveContext::new(|_| None));
+        if path.to_string_lossy().ends_with(".refused.yaml") {
+            let err = built.err().unwrap_or_else(|| panic!("{}: Backstage refuses it", path.display())).to_string();
+            assert!(err.contains("authProvider: missing"), "{}: {err}", path.display());
+        } else {
+            built.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
         seen += 1;
     }
-    assert!(seen >= 1);
+    assert!(seen >= 5);
 }

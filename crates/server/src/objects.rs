@@ -23,8 +23,12 @@ pub enum ServiceLocator {
     /// Every cluster (Backstage's `multiTenant`, the default).
     #[default]
     MultiTenant,
-    /// The cluster the entity's `backstage.io/kubernetes-cluster` annotation names (`singleTenant`).
+    /// The cluster the entity's `backstage.io/kubernetes-cluster` annotation names, or every cluster when it
+    /// names none (`singleTenant`).
     SingleTenant,
+    /// The clusters the entity depends on in the catalog: a `dependsOn` relation to
+    /// `resource:<the entity's namespace>/<cluster name>` (`catalogRelation`).
+    CatalogRelation,
 }
 
 impl ServiceLocator {
@@ -33,6 +37,7 @@ impl ServiceLocator {
         match kind {
             "multiTenant" => Some(Self::MultiTenant),
             "singleTenant" => Some(Self::SingleTenant),
+            "catalogRelation" => Some(Self::CatalogRelation),
             _ => None,
         }
     }
@@ -128,10 +133,13 @@ pub(crate) struct ServiceRequest {
     auth: RequestAuth,
 }
 
+/// What the objects endpoints read of an entity (in a request body, or from the catalog).
 #[derive(Deserialize, Default)]
 struct Entity {
     #[serde(default)]
     metadata: EntityMetadata,
+    #[serde(default)]
+    relations: Vec<Relation>,
 }
 
 #[derive(Deserialize, Default)]
@@ -139,7 +147,24 @@ struct EntityMetadata {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
+    namespace: Option<String>,
+    /// The annotations whose values are strings (as every annotation should be).
+    #[serde(default, deserialize_with = "string_values")]
     annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Relation {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    target_ref: String,
+}
+
+fn string_values<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let values = Option::<BTreeMap<String, serde_json::Value>>::deserialize(deserializer)?.unwrap_or_default();
+    Ok(values.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_owned()))).collect())
 }
 
 #[derive(Serialize)]
@@ -255,9 +280,8 @@ pub(crate) async fn service_objects(
     Json(request): Json<ServiceRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
     // As Backstage: the entity's name is the service id when it has no backstage.io/kubernetes-id.
-    let metadata = &request.entity.metadata;
-    let name = metadata.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&service_id);
-    let items = entity_objects(&server, &metadata.annotations, name, &request.auth, None).await?;
+    let name = request.entity.metadata.name.clone().filter(|n| !n.is_empty()).unwrap_or(service_id);
+    let items = entity_objects(&server, &request.entity, &name, &request.auth, None).await?;
     Ok(Json(ObjectsResponse { items }))
 }
 
@@ -288,24 +312,22 @@ struct CustomResource {
     plural: String,
 }
 
-/// The entity an `entityRef` names, from the catalog: its annotations and name.
-async fn resolve(server: &KubeauthServer, entity_ref: &str) -> Result<(BTreeMap<String, String>, String), ServerError> {
+/// The entity an `entityRef` names, from the catalog, and its name.
+async fn resolve(server: &KubeauthServer, entity_ref: &str) -> Result<(Entity, String), ServerError> {
     let reference: kubeauth::locator::catalog::EntityRef = entity_ref.parse().map_err(ServerError::BadRequest)?;
     let catalog = server.catalog().ok_or(ServerError::NoCatalog)?;
-    let entity = catalog.entity(&reference).await?;
-    let annotations = entity["metadata"]["annotations"]
-        .as_object()
-        .map(|a| a.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
-        .unwrap_or_default();
-    Ok((annotations, reference.name))
+    let found = catalog.entity(&reference).await?;
+    let entity = serde_json::from_value(found)
+        .map_err(|e| ServerError::BadRequest(format!("the catalog's entity {reference} is not an entity: {e}")))?;
+    Ok((entity, reference.name))
 }
 
 pub(crate) async fn workloads_query(
     State(server): State<Arc<KubeauthServer>>,
     Json(request): Json<WorkloadsRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
-    let (annotations, name) = resolve(&server, &request.entity_ref).await?;
-    let items = entity_objects(&server, &annotations, &name, &request.auth, None).await?;
+    let (entity, name) = resolve(&server, &request.entity_ref).await?;
+    let items = entity_objects(&server, &entity, &name, &request.auth, None).await?;
     Ok(Json(ObjectsResponse { items }))
 }
 
@@ -314,8 +336,8 @@ pub(crate) async fn custom_query(
     Json(request): Json<CustomRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
     let custom = custom_fetches(&request.custom_resources, server.gates().limits().max_custom_resources)?;
-    let (annotations, name) = resolve(&server, &request.entity_ref).await?;
-    let items = entity_objects(&server, &annotations, &name, &request.auth, Some(&custom)).await?;
+    let (entity, name) = resolve(&server, &request.entity_ref).await?;
+    let items = entity_objects(&server, &entity, &name, &request.auth, Some(&custom)).await?;
     Ok(Json(ObjectsResponse { items }))
 }
 
@@ -376,16 +398,16 @@ fn is_dns_subdomain(text: &str) -> bool {
     text.len() <= 253 && text.split('.').all(is_dns_label)
 }
 
-/// The objects of the entity with `annotations` (`backstage.io/kubernetes-*`) from each of its clusters: the
+/// The objects of `entity` (its `backstage.io/kubernetes-*` annotations decide) from each of its clusters: the
 /// standard object types and each cluster's custom resources, or only the `custom` list paths when given.
 async fn entity_objects(
     server: &KubeauthServer,
-    annotations: &BTreeMap<String, String>,
+    entity: &Entity,
     service_id: &str,
     auth: &RequestAuth,
     custom: Option<&[String]>,
 ) -> Result<Vec<ClusterObjects>, ServerError> {
-    let annotation = |key: &str| annotations.get(key).map(String::as_str);
+    let annotation = |key: &str| entity.metadata.annotations.get(key).map(String::as_str);
     let label_selector = match annotation("backstage.io/kubernetes-label-selector") {
         Some(selector) => selector.to_owned(),
         None => {
@@ -401,12 +423,17 @@ async fn entity_objects(
     // A bounded number of queries fan out at once; the others wait their turn, or are refused promptly.
     let _turn = server.gates().query_turn().await?;
     let located = server.clusters().await?;
-    // singleTenant: the cluster the entity names, or every cluster when it names none (as Backstage).
-    let wanted = match server.service_locator() {
-        ServiceLocator::SingleTenant => annotation("backstage.io/kubernetes-cluster"),
-        _ => None,
+    // The entity's clusters, as Backstage's service locators find them.
+    let named = annotation("backstage.io/kubernetes-cluster").filter(|name| !name.is_empty());
+    let depends_on = |cluster: &str| {
+        let target = format!("resource:{}/{cluster}", entity.metadata.namespace.as_deref().unwrap_or("default"));
+        entity.relations.iter().any(|r| r.kind == "dependsOn" && r.target_ref == target)
     };
-    let clusters = located.iter().filter(|c| wanted.is_none_or(|w| w == c.name.as_str()));
+    let clusters = located.iter().filter(|c| match server.service_locator() {
+        ServiceLocator::MultiTenant => true,
+        ServiceLocator::SingleTenant => named.is_none_or(|name| name == c.name),
+        ServiceLocator::CatalogRelation => depends_on(&c.name),
+    });
     let mut items =
         join_all(clusters.map(|cluster| objects_of(server, cluster, auth, &label_selector, namespace, custom))).await;
     // As Backstage: a cluster with neither an object nor an error is left out.

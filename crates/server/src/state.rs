@@ -86,7 +86,7 @@ impl KubeauthServer {
                 ServerError::setting(
                     config.origin.as_deref(),
                     "kubernetes.serviceLocatorMethod.type",
-                    format!("`{}` is not multiTenant or singleTenant", method.kind),
+                    format!("`{}` is not multiTenant, singleTenant or catalogRelation", method.kind),
                 )
             })?;
         }
