@@ -27,9 +27,9 @@ impl LoadedConfig {
 /// user's credentials, wherever it likes.
 pub(crate) fn load_config(explicit: &[PathBuf]) -> Result<LoadedConfig, Failure> {
     if !explicit.is_empty() {
-        let files: Vec<PathBuf> =
-            explicit.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
-        let config = AppConfig::from_files(&files, std::env::vars()).map_err(|e| Failure::config(&e))?;
+        // Messages name the files as they were given; a kubeconfig gets them absolute.
+        let config = AppConfig::from_files(explicit, std::env::vars()).map_err(|e| Failure::config(&e))?;
+        let files = explicit.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
         return Ok(LoadedConfig { config, files });
     }
     if Path::new("app-config.yaml").is_file() {

@@ -292,10 +292,14 @@ fn gke_settings(method: &LocatorMethodConfig, ctx: &ResolveContext) -> Result<Gk
         .ok_or("projectId: missing: type gke needs the Google Cloud project to list")?;
     let mut settings = GkeSettings::new(project_id);
     if let Some(auth_provider) = string("authProvider", &method.auth_provider)? {
-        if !matches!(auth_provider.as_str(), "google" | "googleServiceAccount") {
-            return Err(format!("authProvider: `{auth_provider}` is not google or googleServiceAccount"));
+        // As Backstage: `googleServiceAccount`, or else `google` (whatever else is written), with a warning.
+        if auth_provider != "googleServiceAccount" && auth_provider != "google" {
+            tracing::warn!(
+                "authProvider: `{auth_provider}` is not google or googleServiceAccount; the gke clusters use google, as in Backstage"
+            );
         }
-        settings.auth_provider = auth_provider;
+        settings.auth_provider =
+            if auth_provider == "googleServiceAccount" { auth_provider } else { "google".to_owned() };
     }
     if let Some(minutes) = method.refresh_interval_minutes {
         if minutes == 0 {
@@ -315,4 +319,26 @@ fn gke_settings(method: &LocatorMethodConfig, ctx: &ResolveContext) -> Result<Gk
     settings.matching_resource_labels =
         method.matching_resource_labels.iter().flatten().map(|l| (l.key.clone(), l.value.clone())).collect();
     Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gke_auth_provider_is_read_as_backstage_reads_it() {
+        let provider = |value: &str| {
+            let yaml = format!(
+                "kubernetes:\n  clusterLocatorMethods:\n    - type: gke\n      projectId: p\n      authProvider: {value}\n"
+            );
+            let config = AppConfig::from_yaml_str(&yaml, None).unwrap();
+            gke_settings(&config.kubernetes.cluster_locator_methods[0], &ResolveContext::new(|_| None))
+                .unwrap()
+                .auth_provider
+        };
+        assert_eq!(provider("googleServiceAccount"), "googleServiceAccount");
+        assert_eq!(provider("google"), "google");
+        // Anything else is google, as Backstage's gke locator has it.
+        assert_eq!(provider("aws"), "google");
+    }
 }

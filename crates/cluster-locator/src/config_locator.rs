@@ -107,6 +107,11 @@ fn resolve_cluster(
         }
     }
     cluster.service_account_token = get("serviceAccountToken", &raw.service_account_token).map(Into::into);
+    // Backstage keeps the token among the auth metadata, so `authMetadata.serviceAccountToken` sets it too (and
+    // wins, as authMetadata does); it is the token, never a metadata value.
+    if let Some(token) = cluster.auth_metadata.remove("serviceAccountToken") {
+        cluster.service_account_token = Some(token.into());
+    }
     cluster.ca_data = get("caData", &raw.ca_data);
     cluster.ca_file = get("caFile", &raw.ca_file).map(|p| ctx.path(&p));
     cluster.dashboard_url = get("dashboardUrl", &raw.dashboard_url);

@@ -411,3 +411,17 @@ fn the_backstage_page_says_which_keys_kubeauth_reads() {
     }
     assert!(checked >= 25, "only {checked} keys in the table");
 }
+
+#[tokio::test]
+async fn a_service_account_token_among_the_auth_metadata_is_the_token() {
+    let yaml = one_cluster(
+        "url: https://x.example.com\nauthProvider: serviceAccount\nserviceAccountToken: older\nauthMetadata:\n  serviceAccountToken: from-metadata",
+    );
+    let clusters = locate(&yaml, &env(&[])).await.unwrap();
+    assert_eq!(
+        clusters[0].service_account_token.as_ref().map(|t| t.expose_secret().to_owned()).as_deref(),
+        Some("from-metadata")
+    );
+    assert!(!clusters[0].auth_metadata.contains_key("serviceAccountToken"));
+    assert!(!format!("{:?}", clusters[0]).contains("from-metadata"));
+}
