@@ -225,12 +225,13 @@ fn main() {
     wait_for_port(kubectl_port, "kubectl proxy");
 
     // kubeauth serve with the same identity: a serviceAccount cluster with the admin token, and the same API
-    // server as an oidc cluster whose user token (the admin token standing in) comes with each request.
+    // server as an oidc cluster whose user token (the admin token standing in) comes with each request. The API
+    // server has no metrics API: skipMetricsLookup, so that the objects endpoints measure the objects alone.
     let config = scratch.path().join("app-config.yaml");
     std::fs::write(
         &config,
         format!(
-            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: bench\n          url: {url}\n          caData: {ca}\n          authProvider: serviceAccount\n          serviceAccountToken: {token}\n        - name: bench-oidc\n          url: {url}\n          caData: {ca}\n          authProvider: oidc\n          oidcTokenProvider: bench\n",
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: bench\n          url: {url}\n          caData: {ca}\n          authProvider: serviceAccount\n          serviceAccountToken: {token}\n          skipMetricsLookup: true\n        - name: bench-oidc\n          url: {url}\n          caData: {ca}\n          authProvider: oidc\n          oidcTokenProvider: bench\n          skipMetricsLookup: true\n",
             url = cluster.url(),
             ca = cluster.ca().ca_data(),
             token = cluster.admin_token()
@@ -415,10 +416,11 @@ fn main() {
     let fanout = |clusters: usize, oidc: bool| -> (f64, u64) {
         let forwarder = runtime.block_on(kubeauth_testkit::forward::CountingForwarder::start(api_server));
         let auth = if oidc {
-            "          authProvider: oidc\n          oidcTokenProvider: bench\n".to_string()
+            "          authProvider: oidc\n          oidcTokenProvider: bench\n          skipMetricsLookup: true\n"
+                .to_string()
         } else {
             format!(
-                "          authProvider: serviceAccount\n          serviceAccountToken: {}\n",
+                "          authProvider: serviceAccount\n          serviceAccountToken: {}\n          skipMetricsLookup: true\n",
                 cluster.admin_token()
             )
         };

@@ -440,23 +440,60 @@ pub struct ClusterConfig {
     pub custom_resources: Option<Vec<CustomResourceMatcherConfig>>,
 }
 
-/// `{group, apiVersion, plural}` of a custom resource.
+/// `{group, apiVersion, plural}` of a custom resource; `${VAR}` is substituted in each, as anywhere else.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct CustomResourceMatcherConfig {
-    /// API group.
-    pub group: String,
+    /// API group (empty for the core group).
+    pub group: ConfigString,
     /// API version.
-    pub api_version: String,
+    pub api_version: ConfigString,
     /// Plural resource name.
-    pub plural: String,
+    pub plural: ConfigString,
 }
 
-impl From<&CustomResourceMatcherConfig> for CustomResourceMatcher {
-    fn from(c: &CustomResourceMatcherConfig) -> Self {
-        Self { group: c.group.clone(), api_version: c.api_version.clone(), plural: c.plural.clone() }
+impl CustomResourceMatcherConfig {
+    /// The matcher, each value resolved; the error is the field's name and what is wrong with it.
+    pub fn resolve(&self, ctx: &crate::ResolveContext) -> Result<CustomResourceMatcher, (&'static str, String)> {
+        let field = |name: &'static str, value: &ConfigString| value.resolve(ctx).map_err(|m| (name, m));
+        Ok(CustomResourceMatcher {
+            group: field("group", &self.group)?,
+            api_version: field("apiVersion", &self.api_version)?,
+            plural: field("plural", &self.plural)?,
+        })
     }
+}
+
+/// `value` (a free-form setting such as `dashboardParameters`) with `${VAR}` substituted in every string, as
+/// Backstage's config loader substitutes it; a string whose variable is unset is left out with its key.
+pub(crate) fn substitute_strings(
+    value: &serde_json::Value,
+    ctx: &crate::ResolveContext,
+) -> Result<Option<serde_json::Value>, String> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(text) => ConfigString::Literal(text.clone()).resolve_optional(ctx)?.map(Value::String),
+        Value::Array(items) => Some(Value::Array(
+            items
+                .iter()
+                .map(|v| substitute_strings(v, ctx))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
+        )),
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (key, v) in map {
+                if let Some(v) = substitute_strings(v, ctx).map_err(|m| format!("{key}: {m}"))? {
+                    out.insert(key.clone(), v);
+                }
+            }
+            Some(Value::Object(out))
+        }
+        other => Some(other.clone()),
+    })
 }
 
 impl AppConfig {

@@ -116,8 +116,20 @@ fn resolve_cluster(
     cluster.ca_file = get("caFile", &raw.ca_file).map(|p| ctx.path(&p));
     cluster.dashboard_url = get("dashboardUrl", &raw.dashboard_url);
     cluster.dashboard_app = get("dashboardApp", &raw.dashboard_app);
-    cluster.dashboard_parameters = raw.dashboard_parameters.clone();
-    cluster.custom_resources = raw.custom_resources.iter().flatten().map(Into::into).collect();
+    if let Some(parameters) = &raw.dashboard_parameters {
+        match crate::config::substitute_strings(parameters, ctx) {
+            Ok(parameters) => cluster.dashboard_parameters = parameters,
+            Err(message) => issues.push(ValidationIssue::new("dashboardParameters", message)),
+        }
+    }
+    for (i, custom) in raw.custom_resources.iter().flatten().enumerate() {
+        match custom.resolve(ctx) {
+            Ok(matcher) => cluster.custom_resources.push(matcher),
+            Err((field, message)) => {
+                issues.push(ValidationIssue::new(format!("customResources[{i}].{field}"), message));
+            }
+        }
+    }
     for (key, value, field) in [
         ("skipTLSVerify", &raw.skip_tls_verify, &mut cluster.skip_tls_verify),
         ("skipMetricsLookup", &raw.skip_metrics_lookup, &mut cluster.skip_metrics_lookup),

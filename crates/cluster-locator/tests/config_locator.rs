@@ -425,3 +425,20 @@ async fn a_service_account_token_among_the_auth_metadata_is_the_token() {
     assert!(!clusters[0].auth_metadata.contains_key("serviceAccountToken"));
     assert!(!format!("{:?}", clusters[0]).contains("from-metadata"));
 }
+
+#[tokio::test]
+async fn variables_are_substituted_in_custom_resources_and_dashboard_parameters() {
+    let yaml = one_cluster(
+        "url: https://x.example.com\nauthProvider: serviceAccount\nserviceAccountToken: t\ndashboardApp: gke\ndashboardParameters:\n  projectId: ${GCP_PROJECT}\n  region: ${GCP_REGION}\n  clusterName: prod\ncustomResources:\n  - group: ${ROLLOUTS_GROUP}\n    apiVersion: v1alpha1\n    plural: rollouts",
+    );
+    let clusters =
+        locate(&yaml, &env(&[("GCP_PROJECT", "shop-prod"), ("ROLLOUTS_GROUP", "argoproj.io")])).await.unwrap();
+    assert_eq!(clusters[0].custom_resources[0].group, "argoproj.io");
+    // An unset variable leaves its key out, as Backstage's config loader does.
+    assert_eq!(
+        clusters[0].dashboard_parameters,
+        Some(serde_json::json!({"projectId": "shop-prod", "clusterName": "prod"}))
+    );
+    let err = error_of(&yaml).await;
+    assert!(err.contains("customResources[0].group: environment variable `ROLLOUTS_GROUP` is not set"), "{err}");
+}

@@ -91,7 +91,17 @@ impl KubeauthServer {
             })?;
         }
         server.object_fetches = crate::objects::object_fetches(&config.kubernetes, config.origin.as_deref())?;
-        server.default_custom_resources = config.kubernetes.custom_resources.iter().flatten().map(Into::into).collect();
+        let ctx = config.resolve_context(env);
+        for (i, custom) in config.kubernetes.custom_resources.iter().flatten().enumerate() {
+            let matcher = custom.resolve(&ctx).map_err(|(field, message)| {
+                ServerError::setting(
+                    config.origin.as_deref(),
+                    &format!("kubernetes.customResources[{i}].{field}"),
+                    message,
+                )
+            })?;
+            server.default_custom_resources.push(matcher);
+        }
         let tokens = api_tokens(config, env)?;
         let backstage = backstage_tokens(config, env)?;
         server.auth = Arc::new(crate::api_auth::ApiAuth { tokens, backstage });
