@@ -59,9 +59,17 @@ pub trait ClusterLocator: Send + Sync {
 /// both sources, as Backstage goes on: the first one stays.
 #[derive(Clone, Default)]
 pub struct CombinedLocator {
-    methods: Vec<(String, Arc<dyn ClusterLocator>)>,
+    methods: Vec<Method>,
     continue_on_error: bool,
     last: Arc<Mutex<Option<LastCombined>>>,
+}
+
+/// One method: its name in messages, the prefix of its clusters' names (`namePrefix`), its locator.
+#[derive(Clone)]
+struct Method {
+    name: String,
+    prefix: String,
+    locator: Arc<dyn ClusterLocator>,
 }
 
 /// The last combined list, and the methods' lists it was made from.
@@ -70,7 +78,7 @@ type LastCombined = (Vec<Located>, Located);
 impl std::fmt::Debug for CombinedLocator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CombinedLocator")
-            .field("methods", &self.methods.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field("methods", &self.methods.iter().map(|m| &m.name).collect::<Vec<_>>())
             .field("continue_on_error", &self.continue_on_error)
             .finish()
     }
@@ -108,6 +116,10 @@ impl CombinedLocator {
             let name = MethodName(index, &method.kind).to_string();
             let method_error =
                 |message: String| LocatorError::Method { origin: origin.map(Path::to_owned), index, message };
+            let prefix = match &method.name_prefix {
+                Some(prefix) => prefix.resolve(&ctx).map_err(|m| method_error(format!("namePrefix: {m}")))?,
+                None => String::new(),
+            };
             let locator: Arc<dyn ClusterLocator> = match method.kind.as_str() {
                 "config" => {
                     let clusters = method
@@ -117,7 +129,7 @@ impl CombinedLocator {
                     let locator = ConfigLocator::new(index, clusters, &ctx, origin)?;
                     for cluster in locator.list().iter() {
                         let source = if cluster.source.is_empty() { name.clone() } else { cluster.source.clone() };
-                        fixed_name(&mut config_names, &cluster.name, source);
+                        fixed_name(&mut config_names, &format!("{prefix}{}", cluster.name), source);
                     }
                     Arc::new(locator)
                 }
@@ -125,7 +137,8 @@ impl CombinedLocator {
                     if method.clusters.is_some() || method.project_id.is_some() {
                         return Err(method_error("type localKubectlProxy takes no `clusters`".into()));
                     }
-                    fixed_name(&mut config_names, LocalKubectlProxyLocator::CLUSTER_NAME, name.clone());
+                    let local = format!("{prefix}{}", LocalKubectlProxyLocator::CLUSTER_NAME);
+                    fixed_name(&mut config_names, &local, name.clone());
                     Arc::new(LocalKubectlProxyLocator::new(name.clone()))
                 }
                 "gke" => {
@@ -175,14 +188,14 @@ impl CombinedLocator {
                     )));
                 }
             };
-            combined.methods.push((name, locator));
+            combined.methods.push(Method { name, prefix, locator });
         }
         Ok(combined)
     }
 
     /// Adds a locator of your own; `name` identifies it in messages.
     pub fn with_locator(mut self, name: impl Into<String>, locator: Arc<dyn ClusterLocator>) -> Self {
-        self.methods.push((name.into(), locator));
+        self.methods.push(Method { name: name.into(), prefix: String::new(), locator });
         self
     }
 
@@ -205,7 +218,7 @@ impl CombinedLocator {
     /// Every cluster of every method, in method order. While no method's list changed, the same combined list
     /// is handed out again, without a copy.
     pub async fn clusters(&self) -> Result<Located, LocatorError> {
-        let results = futures::future::join_all(self.methods.iter().map(|(_, l)| l.clusters())).await;
+        let results = futures::future::join_all(self.methods.iter().map(|m| m.locator.clusters())).await;
         if results.iter().all(Result::is_ok) {
             let lists: Vec<&Located> = results.iter().flatten().collect();
             let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
@@ -220,7 +233,7 @@ impl CombinedLocator {
         let complete = inputs.len() == results.len();
         let mut all: Vec<ClusterDetails> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
-        for ((name, _), result) in self.methods.iter().zip(results) {
+        for (Method { name, prefix, .. }, result) in self.methods.iter().zip(results) {
             let clusters = match result {
                 Ok(clusters) => clusters,
                 Err(error) if self.continue_on_error => {
@@ -232,6 +245,9 @@ impl CombinedLocator {
             };
             for cluster in clusters.iter() {
                 let mut cluster = cluster.clone();
+                if !prefix.is_empty() {
+                    cluster.name = format!("{prefix}{}", cluster.name);
+                }
                 if cluster.source.is_empty() {
                     cluster.source = name.clone();
                 }

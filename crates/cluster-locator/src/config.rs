@@ -383,6 +383,9 @@ pub struct LocatorMethodConfig {
     pub dangerously_allow_auth_metadata: Option<Vec<String>>,
     /// For `type: gke` (kubeauth): the GKE API's base URL (default `https://container.googleapis.com`).
     pub api_base_url: Option<ConfigString>,
+    /// (kubeauth) A prefix for the names of this method's clusters, e.g. `eu-`: two GKE projects (or catalogs)
+    /// that both have a `prod` cluster give `eu-prod` and `us-prod` instead of one `prod` and a warning.
+    pub name_prefix: Option<ConfigString>,
 }
 
 /// A `{key, value}` resource label to match.

@@ -442,3 +442,22 @@ async fn variables_are_substituted_in_custom_resources_and_dashboard_parameters(
     let err = error_of(&yaml).await;
     assert!(err.contains("customResources[0].group: environment variable `ROLLOUTS_GROUP` is not set"), "{err}");
 }
+
+#[tokio::test]
+async fn a_name_prefix_keeps_two_methods_clusters_of_one_name_apart() {
+    let yaml = r#"
+kubernetes:
+  clusterLocatorMethods:
+    - type: config
+      namePrefix: eu-
+      clusters:
+        - {name: prod, url: https://prod.eu.example.com, authProvider: serviceAccount}
+    - type: config
+      namePrefix: us-
+      clusters:
+        - {name: prod, url: https://prod.us.example.com, authProvider: serviceAccount}
+"#;
+    let clusters = locate(yaml, &env(&[])).await.unwrap();
+    let found: Vec<(&str, &str)> = clusters.iter().map(|c| (c.name.as_str(), c.url.as_str())).collect();
+    assert_eq!(found, [("eu-prod", "https://prod.eu.example.com"), ("us-prod", "https://prod.us.example.com")]);
+}
