@@ -143,7 +143,7 @@ pub fn client_from_config(
         key_error("", "missing: the catalog's baseUrl (and token) are needed to read entities".into())
     })?;
     let token = match &catalog.token {
-        Some(t) => Some(SecretString::from(t.resolve(&resolved).map_err(|m| key_error(".token", m))?)),
+        Some(t) => t.resolve_optional(&resolved).map_err(|m| key_error(".token", m))?.map(SecretString::from),
         None => None,
     };
     let backend = backend_from_config(config, ctx, "kubeauth.catalog", &catalog.base_url, &catalog.ca_file)?;
@@ -167,9 +167,13 @@ pub fn backend_from_config(
     };
     let base_url = base_url.as_ref().ok_or_else(|| key_error(".baseUrl", "missing".into()))?;
     let base_url = base_url.resolve(&ctx).map_err(|m| key_error(".baseUrl", m))?;
-    let ca = match ca_file {
+    let ca_file = match ca_file {
+        Some(file) => file.resolve_optional(&ctx).map_err(|m| key_error(".caFile", m))?,
+        None => None,
+    };
+    let ca = match ca_file.filter(|f| !f.is_empty()) {
         Some(file) => {
-            let path = ctx.path(&file.resolve(&ctx).map_err(|m| key_error(".caFile", m))?);
+            let path = ctx.path(&file);
             Some(std::fs::read(&path).map_err(|e| key_error(".caFile", format!("{}: {e}", path.display())))?)
         }
         None => None,

@@ -102,11 +102,13 @@ impl CombinedLocator {
         let ctx = config.resolve_context(ctx);
         let k = &config.kubernetes;
         let continue_on_error = match &k.cluster_locator_continue_on_error {
-            Some(v) => v.resolve(&ctx).map_err(|message| LocatorError::Key {
-                origin: origin.map(Path::to_owned),
-                key: "kubernetes.clusterLocatorContinueOnError".into(),
-                message,
-            })?,
+            Some(v) => {
+                v.resolve_optional(&ctx).map(Option::unwrap_or_default).map_err(|message| LocatorError::Key {
+                    origin: origin.map(Path::to_owned),
+                    key: "kubernetes.clusterLocatorContinueOnError".into(),
+                    message,
+                })?
+            }
             None => false,
         };
         let mut combined = Self { methods: Vec::new(), continue_on_error, last: Arc::default() };
@@ -117,7 +119,10 @@ impl CombinedLocator {
             let method_error =
                 |message: String| LocatorError::Method { origin: origin.map(Path::to_owned), index, message };
             let prefix = match &method.name_prefix {
-                Some(prefix) => prefix.resolve(&ctx).map_err(|m| method_error(format!("namePrefix: {m}")))?,
+                Some(prefix) => prefix
+                    .resolve_optional(&ctx)
+                    .map_err(|m| method_error(format!("namePrefix: {m}")))?
+                    .unwrap_or_default(),
                 None => String::new(),
             };
             let locator: Arc<dyn ClusterLocator> = match method.kind.as_str() {
@@ -156,9 +161,10 @@ impl CombinedLocator {
                     }
                     let client = crate::catalog::client_from_config(config, &ctx)?;
                     let allow_skip = match &method.dangerously_allow_skip_tls_verify {
-                        Some(v) => {
-                            v.resolve(&ctx).map_err(|m| method_error(format!("dangerouslyAllowSkipTLSVerify: {m}")))?
-                        }
+                        Some(v) => v
+                            .resolve_optional(&ctx)
+                            .map_err(|m| method_error(format!("dangerouslyAllowSkipTLSVerify: {m}")))?
+                            .unwrap_or_default(),
                         None => false,
                     };
                     let auth_metadata = method.dangerously_allow_auth_metadata.clone().unwrap_or_default();
@@ -290,15 +296,17 @@ fn fixed_name(names: &mut HashMap<String, String>, name: &str, source: String) {
 
 /// The resolved settings of a gke method; errors name the key.
 fn gke_settings(method: &LocatorMethodConfig, ctx: &ResolveContext) -> Result<GkeSettings, String> {
+    // An unset variable makes the key absent, as in Backstage; a required key then says it is missing.
     let string = |key: &str, value: &Option<crate::ConfigString>| -> Result<Option<String>, String> {
-        value.as_ref().map(|v| v.resolve(ctx).map_err(|m| format!("{key}: {m}"))).transpose()
+        Ok(value.as_ref().map(|v| v.resolve_optional(ctx).map_err(|m| format!("{key}: {m}"))).transpose()?.flatten())
     };
     let boolean = |key: &str, value: &Option<crate::ConfigBool>| -> Result<bool, String> {
-        value
+        Ok(value
             .as_ref()
-            .map(|v| v.resolve(ctx).map_err(|m| format!("{key}: {m}")))
-            .transpose()
-            .map(Option::unwrap_or_default)
+            .map(|v| v.resolve_optional(ctx).map_err(|m| format!("{key}: {m}")))
+            .transpose()?
+            .flatten()
+            .unwrap_or_default())
     };
     if method.clusters.is_some() {
         return Err("type gke takes no `clusters`: it lists them from the GKE API".into());
@@ -356,5 +364,23 @@ mod tests {
         assert_eq!(provider("google"), "google");
         // Anything else is google, as Backstage's gke locator has it.
         assert_eq!(provider("aws"), "google");
+    }
+
+    #[test]
+    fn a_key_whose_variable_is_unset_is_absent_as_in_backstage() {
+        let yaml = "kubernetes:\n  clusterLocatorMethods:\n    - type: gke\n      projectId: p\n      region: ${GKE_REGION}\n      skipTLSVerify: ${GKE_SKIP_TLS}\n";
+        let config = AppConfig::from_yaml_str(yaml, None).unwrap();
+        let method = &config.kubernetes.cluster_locator_methods[0];
+        let unset = gke_settings(method, &ResolveContext::new(|_| None)).unwrap();
+        assert_eq!((unset.region.as_str(), unset.skip_tls_verify), ("-", false));
+        let set =
+            gke_settings(method, &ResolveContext::new(|n| (n == "GKE_REGION").then(|| "europe-west1".into()))).unwrap();
+        assert_eq!(set.region, "europe-west1");
+        // A required key still says what is missing.
+        let yaml = "kubernetes:\n  clusterLocatorMethods:\n    - type: gke\n      projectId: ${GKE_PROJECT}\n";
+        let config = AppConfig::from_yaml_str(yaml, None).unwrap();
+        let err =
+            gke_settings(&config.kubernetes.cluster_locator_methods[0], &ResolveContext::new(|_| None)).unwrap_err();
+        assert!(err.starts_with("projectId: missing"), "{err}");
     }
 }

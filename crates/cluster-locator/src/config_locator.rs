@@ -135,8 +135,8 @@ fn resolve_cluster(
         ("skipMetricsLookup", &raw.skip_metrics_lookup, &mut cluster.skip_metrics_lookup),
     ] {
         if let Some(v) = value {
-            match v.resolve(ctx) {
-                Ok(b) => *field = b,
+            match v.resolve_optional(ctx) {
+                Ok(b) => *field = b.unwrap_or_default(),
                 Err(message) => issues.push(ValidationIssue::new(key, message)),
             }
         }

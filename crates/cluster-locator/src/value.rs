@@ -255,11 +255,24 @@ impl ConfigBool {
     pub fn resolve(&self, ctx: &ResolveContext) -> Result<bool, String> {
         match self {
             Self::Value(b) => Ok(*b),
-            Self::Text(s) => match s.resolve(ctx)?.trim() {
-                "true" => Ok(true),
-                "false" | "" => Ok(false),
-                other => Err(format!("`{other}` is not true or false")),
-            },
+            Self::Text(s) => Self::parse(&s.resolve(ctx)?),
+        }
+    }
+
+    /// The value of an optional key: `None` when a variable it refers to is not set (the key is absent, as
+    /// Backstage's config loader has it).
+    pub fn resolve_optional(&self, ctx: &ResolveContext) -> Result<Option<bool>, String> {
+        match self {
+            Self::Value(b) => Ok(Some(*b)),
+            Self::Text(s) => s.resolve_optional(ctx)?.map(|text| Self::parse(&text)).transpose(),
+        }
+    }
+
+    fn parse(text: &str) -> Result<bool, String> {
+        match text.trim() {
+            "true" => Ok(true),
+            "false" | "" => Ok(false),
+            other => Err(format!("`{other}` is not true or false")),
         }
     }
 }

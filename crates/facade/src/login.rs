@@ -103,6 +103,14 @@ impl Logins {
         let resolve = |field: &str, value: &kubeauth_cluster_locator::ConfigString| {
             value.resolve(&self.ctx).map_err(|m| self.invalid(&format!("{key}.{field}"), m))
         };
+        // An optional key whose variable is unset is absent, as in Backstage.
+        let optional = |field: &str, value: &Option<kubeauth_cluster_locator::ConfigString>| {
+            value
+                .as_ref()
+                .map(|v| v.resolve_optional(&self.ctx).map_err(|m| self.invalid(&format!("{key}.{field}"), m)))
+                .transpose()
+                .map(Option::flatten)
+        };
         let issuer = match (&entry.issuer, &entry.tenant_id) {
             (Some(issuer), _) => resolve("issuer", issuer)?,
             (None, Some(tenant)) => {
@@ -124,8 +132,8 @@ impl Logins {
             return Err(self.invalid(&format!("{key}.clientId"), "is empty".into()));
         }
         let mut settings = LoginSettings::from_preset(login, &preset, issuer, client_id);
-        if let Some(secret) = &entry.client_secret {
-            settings.client_secret = Some(SecretString::from(resolve("clientSecret", secret)?));
+        if let Some(secret) = optional("clientSecret", &entry.client_secret)? {
+            settings.client_secret = Some(SecretString::from(secret));
         }
         if let Some(scopes) = &entry.scopes {
             settings.scopes = scopes.iter().map(|s| resolve("scopes", s)).collect::<Result<_, _>>()?;
@@ -133,11 +141,11 @@ impl Logins {
         if let Some(port) = entry.redirect_port {
             settings.redirect_port = port;
         }
-        if let Some(token) = &entry.token {
-            settings.send = resolve("token", token)?.parse().map_err(|m| self.invalid(&format!("{key}.token"), m))?;
+        if let Some(token) = optional("token", &entry.token)? {
+            settings.send = token.parse().map_err(|m| self.invalid(&format!("{key}.token"), m))?;
         }
-        if let Some(file) = &entry.ca_file {
-            settings.ca_file = Some(self.ctx.path(&resolve("caFile", file)?));
+        if let Some(file) = optional("caFile", &entry.ca_file)? {
+            settings.ca_file = Some(self.ctx.path(&file));
         }
         Ok(settings)
     }
