@@ -7,6 +7,9 @@
 //! - `cargo xtask fuzz [--time SECONDS] [--target NAME] [--jobs N]`: runs the fuzz targets of `fuzz/` (cargo-fuzz,
 //!   installed if missing) for SECONDS each (default 600), in the loopback-only namespace; fails on any crash,
 //!   hang or memory blow-up, and writes `target/fuzz/report.md`.
+//! - `cargo xtask downstream`: builds crates that use the library as a downstream project does, from path
+//!   dependencies outside the workspace (none of its config, no `K8S_OPENAPI_ENABLED_VERSION`), and reports
+//!   how many crates each builds and how long a clean build takes.
 //! - `cargo xtask bench [--runs N] [--seconds S]`: benchmarks of whole `kubeauth` processes (release build), and
 //!   of the proxy of `kubeauth serve` against `kubectl proxy` and direct with wrk, written to
 //!   `target/bench/report.md`.
@@ -23,7 +26,8 @@ fn main() -> ExitCode {
         Some("schema") => schema(args.iter().any(|a| a == "--check")),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
-        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check] | bench [--runs N] [--seconds S] | fuzz [--time SECONDS] [--target NAME] [--jobs N]".into()),
+        Some("downstream") => downstream(),
+        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check] | downstream | bench [--runs N] [--seconds S] | fuzz [--time SECONDS] [--target NAME] [--jobs N]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -556,5 +560,92 @@ fn bench(args: &[String]) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&scratch);
     print!("{report}");
     println!("\nwritten to {}", out_dir.join("report.md").display());
+    Ok(())
+}
+
+/// A project that uses the library: its name, its `[dependencies]` (`{root}` is the workspace), its `main.rs`.
+struct Downstream {
+    name: &'static str,
+    dependencies: &'static str,
+    main: &'static str,
+}
+
+/// The downstream projects `cargo xtask downstream` builds: a provider crate on the contract alone, an
+/// application with the toolkit and one provider, and one that embeds the server. Each adds exactly what the
+/// README's library section says a user adds.
+const DOWNSTREAM: [Downstream; 3] = [
+    Downstream {
+        name: "provider-on-the-contract",
+        dependencies: "kubeauth-core = { path = \"{root}/crates/auth-core\" }\n",
+        main: "use kubeauth_core::{ClusterDetails, Credential};\n\nfn main() {\n    let cluster = ClusterDetails::new(\"dev\", \"https://dev.example.com\");\n    let credential = Credential::bearer(\"token\");\n    println!(\"{} {:?}\", cluster.name, credential.kind());\n}\n",
+    },
+    Downstream {
+        name: "toolkit-with-one-provider",
+        dependencies: "kubeauth = { path = \"{root}/crates/facade\", default-features = false, features = [\"service-account\"] }\nk8s-openapi = { version = \"0.29\", features = [\"latest\"] }\ntokio = { version = \"1\", features = [\"rt\", \"macros\"] }\n",
+        main: "use kubeauth::{AppConfig, Kubeauth, ResolveContext};\n\n#[tokio::main(flavor = \"current_thread\")]\nasync fn main() -> Result<(), Box<dyn std::error::Error>> {\n    let config = AppConfig::from_yaml_str(\"kubernetes:\\n  clusterLocatorMethods: []\\n\", None)?;\n    let kubeauth = Kubeauth::from_config(&config, &ResolveContext::from_process_env())?;\n    println!(\"{} clusters\", kubeauth.clusters().await?.len());\n    Ok(())\n}\n",
+    },
+    Downstream {
+        name: "server-embedded",
+        dependencies: "kubeauth-server = { path = \"{root}/crates/server\" }\nk8s-openapi = { version = \"0.29\", features = [\"latest\"] }\n",
+        main: "use kubeauth_server::KubeauthServer;\n\nfn main() {\n    println!(\"{}\", std::any::type_name::<KubeauthServer>());\n}\n",
+    },
+];
+
+/// Builds each [`DOWNSTREAM`] project in a folder outside the workspace, with its own clean target folder so
+/// that the time is a user's first build; prints and writes `target/downstream/report.md`.
+fn downstream() -> Result<(), String> {
+    let root = root();
+    let scratch = std::env::temp_dir().join(format!("kubeauth-downstream-{}", std::process::id()));
+    let mut rows = Vec::new();
+    for project in &DOWNSTREAM {
+        let dir = scratch.join(project.name);
+        std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
+        let manifest = format!(
+            "[package]\nname = \"{}\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n[dependencies]\n{}",
+            project.name,
+            project.dependencies.replace("{root}", &root.display().to_string())
+        );
+        std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("src/main.rs"), project.main).map_err(|e| e.to_string())?;
+        // The workspace's lock file as a start, so that the build uses the versions already downloaded.
+        std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).map_err(|e| e.to_string())?;
+        let cargo = |args: &[&str]| {
+            let mut command = Command::new("cargo");
+            command
+                .args(args)
+                .current_dir(&dir)
+                .env_remove("K8S_OPENAPI_ENABLED_VERSION")
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("CARGO")
+                .env_remove("RUSTC")
+                .env_remove("RUSTFLAGS");
+            command
+        };
+        let started = Instant::now();
+        run(cargo(&["build", "--offline", "--quiet"]).env("CARGO_TARGET_DIR", dir.join("target")))
+            .map_err(|e| format!("{}: a downstream project does not build: {e}", project.name))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let tree = cargo(&["tree", "--offline", "--edges", "normal,build", "--prefix", "none", "--format", "{p}"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let crates: std::collections::BTreeSet<String> = String::from_utf8_lossy(&tree.stdout)
+            .lines()
+            .map(|l| l.trim_end_matches(" (*)").to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        eprintln!("xtask: {} built in {seconds:.0} s, {} crates", project.name, crates.len());
+        rows.push(format!("| `{}` | {} | {seconds:.0} s |", project.name, crates.len()));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let report = format!(
+        "# Downstream builds\n\nProjects outside the workspace, from path dependencies, without the workspace's config; a clean \
+         `cargo build` each, on this machine ({} cores).\n\n| project | crates | clean build |\n|---|---|---|\n{}\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        rows.join("\n")
+    );
+    let out = root.join("target/downstream");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("report.md"), &report).map_err(|e| e.to_string())?;
+    print!("{report}");
     Ok(())
 }
