@@ -203,8 +203,11 @@ fn google_identity(
         key: "kubernetes.googleServiceAccountCredentials".into(),
         message,
     };
-    let json = value.resolve(&config.resolve_context(env)).map_err(invalid)?;
-    Ok(Arc::new(GoogleServiceAccountProvider::with_key_json(&json).map_err(invalid)?))
+    // An unset variable makes the key absent, as in Backstage: Application Default Credentials then.
+    match value.resolve_optional(&config.resolve_context(env)).map_err(invalid)? {
+        Some(json) => Ok(Arc::new(GoogleServiceAccountProvider::with_key_json(&json).map_err(invalid)?)),
+        None => Ok(Arc::new(GoogleServiceAccountProvider::default())),
+    }
 }
 
 /// The gke locator's token: the application's Google identity.

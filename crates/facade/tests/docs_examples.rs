@@ -130,3 +130,15 @@ async fn backstages_own_examples_build_the_toolkit() {
     }
     assert!(seen >= 6);
 }
+
+#[tokio::test]
+async fn an_unset_google_key_variable_leaves_application_default_credentials() {
+    let yaml = "kubernetes:\n  googleServiceAccountCredentials: ${GOOGLE_KEY_JSON}\n  clusterLocatorMethods: []\n";
+    let config = AppConfig::from_yaml_str(yaml, None).unwrap();
+    // As Backstage: the key is absent, so the application's default Google credentials are used.
+    Kubeauth::from_config(&config, &ResolveContext::new(|_| None)).unwrap();
+    // A value that is there must be a key.
+    let set = ResolveContext::new(|name| (name == "GOOGLE_KEY_JSON").then(|| "not json".to_owned()));
+    let err = Kubeauth::from_config(&config, &set).err().unwrap().to_string();
+    assert!(err.contains("kubernetes.googleServiceAccountCredentials"), "{err}");
+}
