@@ -31,7 +31,9 @@ fn env() -> &'static Env {
         // Only the parallel-refresh test uses this one: its grants are that test's alone.
         let mut parallel = OidcClient::public("parallel-refresh");
         parallel.short_lived = true;
-        let clients = vec![OidcClient::public(APISERVER_CLIENT), short, expiring, google, parallel];
+        // Only the stale-session test uses this one, for the same reason.
+        let stale = OidcClient::public("stale-session");
+        let clients = vec![OidcClient::public(APISERVER_CLIENT), short, expiring, google, parallel, stale];
         Env { peer: OidcPeer::start(&clients), clients, cluster: OnceLock::new() }
     })
 }
@@ -426,7 +428,7 @@ async fn parallel_callers_with_a_stale_session_refresh_it_once() {
     let env = env();
     let store = tempfile::tempdir().unwrap();
     let (prompt, _) = browser("heidi");
-    let settings = env.settings(APISERVER_CLIENT);
+    let settings = env.settings("stale-session");
     let session = env.login(settings.clone(), &store).login(Flow::Browser, &prompt).await.unwrap();
     // The stored ID token is now 30 s from expiry (inside the one-minute margin), as it would be an hour on.
     let mut stale = session.clone();
@@ -434,14 +436,15 @@ async fn parallel_callers_with_a_stale_session_refresh_it_once() {
     SessionStore::in_dir(store.path()).write(&settings, &stale).unwrap();
     // A second on, so that the refreshed token's `iat` (and so the token) differs.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let before = env.peer.requests_from_kubeauth().len();
+    // Counted by the client this test alone uses: other tests refresh their own sessions meanwhile.
+    let before = env.peer.grants("stale-session", "refresh_token");
     // Eight callers at once (as eight kubectl processes would be), each with its own `Login`.
     let lookups = (0..8).map(|_| {
-        let login = env.login(env.settings(APISERVER_CLIENT), &store);
+        let login = env.login(env.settings("stale-session"), &store);
         tokio::spawn(async move { login.session(None).await.map(|s| s.id_token) })
     });
     let tokens: Vec<_> = futures::future::join_all(lookups).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
-    let refreshes = env.peer.requests_from_kubeauth()[before..].iter().filter(|r| r.starts_with("POST /token")).count();
+    let refreshes = env.peer.grants("stale-session", "refresh_token") - before;
     assert_eq!(refreshes, 1, "one refresh for all of them");
     assert!(tokens.iter().all(|t| t == &tokens[0]), "all got the refreshed token");
     assert_ne!(tokens[0], session.id_token);

@@ -260,7 +260,7 @@ const CLIENT_SIDE_PROVIDERS: [&str; 3] = ["google", "oidc", "aks"];
 /// - the API server URL is `https`, has no user info, and its host is neither a non-public IP literal nor a name
 ///   resolving to a non-public address, unless the URL is allow-listed (`dangerouslyAllowClusterUrls`); the
 ///   addresses checked are the ones connections go to ([`ClusterDetails::connect_addresses`]);
-/// - its provider is registered and its settings valid (with a [`ProviderCheck`]);
+/// - its provider is registered and its settings valid (with a [`ProviderCheck`](crate::ProviderCheck));
 /// - a server-side provider (the server's own credential: `aws`, `azure`, `googleServiceAccount`,
 ///   `serviceAccount`, custom ones) only for URLs allow-listed in `dangerouslyAllowServerSideProviders`;
 /// - auth metadata is `kubernetes.io/auth-provider`, `kubernetes.io/oidc-token-provider` and the annotations of

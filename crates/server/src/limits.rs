@@ -23,7 +23,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ServerError;
 
-/// The bounds; see the [module](self).
+/// Bounds on what callers may take (`kubeauth.server.limits`), each with a default: connections, the time to send
+/// a request's headers, requests in flight, queued entity queries, list requests per cluster, custom resources
+/// per query. Beyond a bound, a caller gets a prompt `503` with `Retry-After` (or `400` for a query that asks too
+/// much).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Limits {
