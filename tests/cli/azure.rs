@@ -22,17 +22,9 @@ fn env() -> &'static Env {
     ENV.get_or_init(|| AzureTestEnv::start(TENANT, USER_OID))
 }
 
-/// The seed's config, as written.
-const SEED_CONFIG: &str = r#"
-kubernetes:
-  clusterLocatorMethods:
-    - type: 'config'
-      clusters:
-        - name: My AKS cluster
-          url: ${AZURE_CLUSTER_API_SERVER_ADDRESS}
-          authProvider: azure
-          skipTLSVerify: true
-"#;
+/// The azure example of Backstage's authentication documentation, as written.
+const SEED_CONFIG: &str =
+    include_str!("../../crates/cluster-locator/tests/fixtures/backstage/authentication-azure.yaml");
 
 /// `kubeauth ARGS` with only the fake `az` as an Azure credential source.
 fn kubeauth(env: &Env, dir: &Path, args: &[&str]) -> Output {

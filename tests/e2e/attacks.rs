@@ -5,39 +5,19 @@
 
 use std::time::{Duration, Instant};
 
-use kubeauth::{AppConfig, ResolveContext};
-use kubeauth_server::KubeauthServer;
 use kubeauth_testkit::backstage_auth::FakeBackstageAuth;
 use kubeauth_testkit::{TestCluster, http, service_account};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// Serves `yaml` as `kubeauth serve` does, on a loopback port; returns the address.
-async fn serve(yaml: &str) -> String {
-    let config = AppConfig::from_yaml_str(yaml, None).unwrap();
-    let server = KubeauthServer::from_config(&config, &ResolveContext::new(|_| None)).unwrap();
-    server.check().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    addr
-}
+use crate::server::{raw, serve};
 
-/// A config with one cluster `name` of the shared API server, authenticated with `token`; `extra` is more
-/// YAML under `kubeauth:`.
+/// A config with one cluster `c` at `url` (the shared API server's, or a path under it), authenticated with
+/// `token`; `kubeauth` is the YAML under `kubeauth.server`.
 fn config(env: &TestCluster, url: &str, token: &str, kubeauth: &str) -> String {
     format!(
         "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: c\n          url: {url}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {token}\nkubeauth:\n  server:\n{kubeauth}",
         env.ca().ca_data()
     )
-}
-
-/// Sends `request` as it is and reads the answer until the server closes the connection (or 5 s).
-async fn raw(addr: &str, request: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[tokio::test]
@@ -61,9 +41,10 @@ async fn a_web_page_cannot_drive_the_open_loopback_server() {
     // A page of another site opens a WebSocket watch of Secrets: refused before any upgrade.
     let websocket = raw(
         &addr,
-        &format!(
+        format!(
             "GET /api/kubernetes/proxy/api/v1/secrets?watch=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: https://evil.example\r\n\r\n"
-        ),
+        )
+        .as_bytes(),
     )
     .await;
     assert!(websocket.starts_with("HTTP/1.1 403"), "{websocket}");
@@ -91,13 +72,15 @@ async fn a_web_page_cannot_drive_the_open_loopback_server() {
     // DNS rebinding: a page of attacker.example whose name now resolves to 127.0.0.1.
     let rebound = raw(
         &addr,
-        &format!("GET /api/kubernetes/clusters HTTP/1.1\r\nHost: attacker.example:{port}\r\nConnection: close\r\n\r\n"),
+        format!("GET /api/kubernetes/clusters HTTP/1.1\r\nHost: attacker.example:{port}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await;
     assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
     let named = raw(
         &addr,
-        &format!("GET /api/kubernetes/clusters HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"),
+        format!("GET /api/kubernetes/clusters HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await;
     assert!(named.starts_with("HTTP/1.1 200"), "{host}: {named}");

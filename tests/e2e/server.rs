@@ -4,15 +4,21 @@ use kubeauth::{AppConfig, Kubeauth, ResolveContext};
 use kubeauth_server::KubeauthServer;
 use kubeauth_testkit::{TestCluster, http, service_account};
 
-/// Serves `yaml`'s clusters on a loopback port; returns the address.
+/// Serves `yaml`'s clusters on a loopback port as `kubeauth serve` does ([`KubeauthServer::serve`]: its own
+/// listener, limits and browser guard); returns the address.
 pub(crate) async fn serve(yaml: &str) -> String {
     let config = AppConfig::from_yaml_str(yaml, None).unwrap();
     let server = KubeauthServer::from_config(&config, &ResolveContext::new(|_| None)).unwrap();
     server.check().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, server.router()).await });
+    tokio::spawn(server.serve(listener, std::future::pending()));
     addr
+}
+
+/// The lines of a cluster entry that authenticate with the shared test cluster's admin token.
+pub(crate) fn admin_auth(env: &TestCluster) -> String {
+    format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token())
 }
 
 pub(crate) fn cluster_yaml(env: &TestCluster, name: &str, rest: &str) -> String {
@@ -125,12 +131,7 @@ async fn backstage_kubernetes_authorization_is_the_callers_own_credential() {
 async fn a_post_goes_through_with_its_body() {
     let env = TestCluster::shared();
     env.create_namespace("proxy-post").await;
-    let addr = serve(&config(&[cluster_yaml(
-        env,
-        "admin",
-        &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
-    )]))
-    .await;
+    let addr = serve(&config(&[cluster_yaml(env, "admin", &admin_auth(env))])).await;
     let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"from-proxy"},"data":{"k":"v"}}"#;
     let created = http::request(
         &addr,
@@ -207,11 +208,7 @@ async fn an_entitys_objects_come_from_the_good_cluster_beside_the_bad_ones_error
     let _ = kube::Api::<ConfigMap>::namespaced(admin, "shop").create(&post, &other).await;
 
     let addr = serve(&config(&[
-        cluster_yaml(
-            env,
-            "good",
-            &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
-        ),
+        cluster_yaml(env, "good", &admin_auth(env)),
         cluster_yaml(
             env,
             "bad",
@@ -277,12 +274,7 @@ async fn an_entitys_objects_come_from_the_good_cluster_beside_the_bad_ones_error
 #[tokio::test]
 async fn a_watch_streams_through_the_proxy() {
     let env = TestCluster::shared();
-    let addr = serve(&config(&[cluster_yaml(
-        env,
-        "admin",
-        &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
-    )]))
-    .await;
+    let addr = serve(&config(&[cluster_yaml(env, "admin", &admin_auth(env))])).await;
     // The API server ends the watch after 2 s; every event arrives as a line of JSON before that.
     let answer =
         http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces?watch=1&timeoutSeconds=2", &[]).await.unwrap();
@@ -296,21 +288,16 @@ async fn a_watch_streams_through_the_proxy() {
 
 /// An admin-token server over the shared test cluster.
 async fn admin_server(env: &TestCluster) -> String {
-    serve(&config(&[cluster_yaml(
-        env,
-        "admin",
-        &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
-    )]))
-    .await
+    serve(&config(&[cluster_yaml(env, "admin", &admin_auth(env))])).await
 }
 
-/// Sends a raw HTTP/1.1 request and reads the whole answer (the connection is closed by the request).
-async fn raw(addr: &str, request: &[u8]) -> String {
+/// Sends `request` as it is and reads the answer until the server closes the connection (or 5 s).
+pub(crate) async fn raw(addr: &str, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
 }
 
@@ -474,7 +461,7 @@ pub(crate) async fn serve_with_catalog(yaml: &str, catalog: &kubeauth_testkit::c
     let server = KubeauthServer::new(kubeauth).with_catalog(client);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, server.router()).await });
+    tokio::spawn(server.serve(listener, std::future::pending()));
     addr
 }
 
@@ -599,15 +586,7 @@ async fn custom_resources_come_as_backstage_types_them_with_their_kind() {
             "annotations": {"backstage.io/kubernetes-namespace": "widgets-e2e"}},
         "spec": {"type": "service", "owner": "team-a"}
     }));
-    let yaml = format!(
-        "{}{}",
-        config(&[cluster_yaml(
-            env,
-            "admin",
-            &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
-        )]),
-        catalog_section(&catalog)
-    );
+    let yaml = format!("{}{}", config(&[cluster_yaml(env, "admin", &admin_auth(env),)]), catalog_section(&catalog));
     let addr = serve_with_catalog(&yaml, &catalog).await;
     let answer = post_json(
         &addr,
@@ -647,12 +626,7 @@ async fn object_types_versions_and_default_custom_resources_come_from_backstages
     crate::create_widget(env, "types-e2e", "red", "ledger").await;
     let yaml = format!(
         "kubernetes:\n  objectTypes: [pods, secrets, cronjobs]\n  apiVersionOverrides:\n    cronjobs: v1\n  customResources:\n    - group: e2e.kubeauth.dev\n      apiVersion: v1\n      plural: widgets\n{}",
-        config(&[cluster_yaml(
-            env,
-            "admin",
-            &format!("          authProvider: serviceAccount\n          serviceAccountToken: {}\n", env.admin_token()),
-        )])
-        .trim_start_matches("kubernetes:\n")
+        config(&[cluster_yaml(env, "admin", &admin_auth(env),)]).trim_start_matches("kubernetes:\n")
     );
     let addr = serve(&yaml).await;
     let answer = post_json(

@@ -55,7 +55,7 @@ pub use config_locator::ConfigLocator;
 pub use error::LocatorError;
 pub use gke::{AccessTokenSource, GkeLocator, GkeSettings};
 pub use local_kubectl_proxy::LocalKubectlProxyLocator;
-pub use unknown::UnknownKey;
+pub use unknown::{UnknownKey, unknown_keys};
 pub use value::{ConfigBool, ConfigString, MAX_FILE_VALUE, ResolveContext};
 
 /// The config an application runs on when it is given none: the `localKubectlProxy` locator, so that a

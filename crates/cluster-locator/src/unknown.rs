@@ -34,9 +34,9 @@ fn schema() -> &'static Value {
     SCHEMA.get_or_init(crate::config_schema)
 }
 
-/// The keys of `document` (a whole app-config) under `kubernetes` and `kubeauth` that the schema does not have.
-/// The other top-level sections are Backstage's and other plugins' own, and are not looked at.
-pub(crate) fn unknown_keys(document: &Value) -> Vec<UnknownKey> {
+/// The keys of `document` (a whole app-config, as JSON) under `kubernetes` and `kubeauth` that kubeauth does not
+/// read. The other top-level sections are Backstage's and other plugins' own, and are not looked at.
+pub fn unknown_keys(document: &Value) -> Vec<UnknownKey> {
     let schema = schema();
     let mut found = Findings::default();
     for section in ["kubernetes", "kubeauth"] {

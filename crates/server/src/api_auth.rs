@@ -118,12 +118,7 @@ impl ApiAuth {
 }
 
 pub(crate) async fn authenticate(State(auth): State<Arc<ApiAuth>>, mut request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
+    let presented = request.headers().get(header::AUTHORIZATION).and_then(crate::headers::bearer_token);
     match auth.caller(presented).await {
         Ok(caller) => {
             tracing::debug!(%caller, path = %request.uri().path(), "caller");

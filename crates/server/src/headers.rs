@@ -1,7 +1,13 @@
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use kubeauth::RequestAuth;
 
 const AUTH_PREFIX: &str = "backstage-kubernetes-authorization-";
+
+/// The token of a `Bearer <token>` header value (either case of `Bearer`), trimmed.
+pub(crate) fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?;
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)
+}
 
 /// The signed-in user's tokens from `Backstage-Kubernetes-Authorization-<provider>[-<sub>]` headers, as
 /// Backstage reads them: the name lowercased and split on `-`; the third segment is the provider key, the rest

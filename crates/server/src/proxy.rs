@@ -143,11 +143,7 @@ fn proxied_location(location: &HeaderValue, cluster_path: &str) -> Option<Header
 /// credential, as Backstage's proxy does. Only a bearer token is taken.
 fn callers_own_credential(headers: &HeaderMap) -> Result<Option<kubeauth::Credential>, ServerError> {
     let Some(value) = headers.get(OWN_AUTH_HEADER) else { return Ok(None) };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
+    let token = crate::headers::bearer_token(value)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ServerError::BadRequest("Backstage-Kubernetes-Authorization must be `Bearer <token>`".into()))?;
     Ok(Some(kubeauth::Credential::bearer(token)))

@@ -301,18 +301,19 @@ fn backstage_tokens(config: &AppConfig, env: &ResolveContext) -> Result<Option<c
     let backend =
         kubeauth::locator::catalog::backend_from_config(config, env, KEY, &backstage.base_url, &backstage.ca_file)?;
     let mut settings = crate::BackstageTokenSettings::default();
-    for (i, plugin) in backstage.plugins.iter().enumerate() {
-        if !crate::backstage_auth::plugin_id_allowed(plugin) {
-            let message = format!("`{plugin}` is not a plugin id (letters, digits, `_`, `-`)");
-            return Err(ServerError::setting(origin, &format!("{KEY}.plugins[{i}]"), message));
+    let plugin_id = |key: String, id: &str| {
+        if crate::backstage_auth::plugin_id_allowed(id) {
+            Ok(())
+        } else {
+            Err(ServerError::setting(origin, &key, format!("`{id}` is not a plugin id (letters, digits, `_`, `-`)")))
         }
+    };
+    for (i, plugin) in backstage.plugins.iter().enumerate() {
+        plugin_id(format!("{KEY}.plugins[{i}]"), plugin)?;
     }
     settings.plugins.clone_from(&backstage.plugins);
     if let Some(id) = &backstage.plugin_id {
-        if !crate::backstage_auth::plugin_id_allowed(id) {
-            let message = format!("`{id}` is not a plugin id (letters, digits, `_`, `-`)");
-            return Err(ServerError::setting(origin, &format!("{KEY}.pluginId"), message));
-        }
+        plugin_id(format!("{KEY}.pluginId"), id)?;
         settings.plugin_id.clone_from(id);
     }
     if let Some(skew) = backstage.clock_skew_seconds {

@@ -13,6 +13,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::server::json;
 use crate::{TokenVerifier, UserInfo, VerifyFuture};
 
 /// The AKS server application: the audience of AKS tokens.
@@ -320,14 +321,6 @@ impl FakeEntra {
     }
 }
 
-fn entra_json(status: u16, body: serde_json::Value) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
-    hyper::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
-        .unwrap_or_default()
-}
-
 fn form_field(form: &str, name: &str) -> Option<String> {
     form.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
@@ -351,9 +344,9 @@ async fn entra_handle(
     let lifetime = state.lifetime.load(std::sync::atomic::Ordering::SeqCst);
 
     if path == format!("/{tenant}/v2.0/.well-known/openid-configuration") {
-        return entra_json(
+        return json(
             200,
-            serde_json::json!({
+            &serde_json::json!({
                 "issuer": state.tokens.issuer(),
                 "token_endpoint": format!("{url}/{tenant}/oauth2/v2.0/token"),
                 "jwks_uri": format!("{url}/{tenant}/discovery/v2.0/keys"),
@@ -361,23 +354,23 @@ async fn entra_handle(
         );
     }
     if path == format!("/{tenant}/discovery/v2.0/keys") {
-        return entra_json(200, state.tokens.jwks());
+        return json(200, &state.tokens.jwks());
     }
 
     let is_token = path == format!("/{tenant}/oauth2/v2.0/token")
         || path == "/msi/token"
         || path == "/metadata/identity/oauth2/token";
     if !is_token {
-        return entra_json(404, serde_json::json!({"error": "not_found"}));
+        return json(404, &serde_json::json!({"error": "not_found"}));
     }
     state.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let behaviour = *state.behaviour.lock().expect("lock");
     match behaviour {
         Behaviour::Hang => std::future::pending::<()>().await,
         Behaviour::Fail => {
-            return entra_json(
+            return json(
                 503,
-                serde_json::json!({"error": "temporarily_unavailable", "error_description": "AADSTS90033: A transient error has occurred."}),
+                &serde_json::json!({"error": "temporarily_unavailable", "error_description": "AADSTS90033: A transient error has occurred."}),
             );
         }
         Behaviour::Normal => {}
@@ -391,16 +384,16 @@ async fn entra_handle(
             metadata.as_deref() == Some("true")
         };
         if !allowed {
-            return entra_json(
+            return json(
                 400,
-                serde_json::json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
+                &serde_json::json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
             );
         }
         let audience = form_field(&query, "resource").unwrap_or_default();
         let (token, expires_on) = state.tokens.mint(&state.managed_oid, audience.trim_end_matches('/'), lifetime);
-        return entra_json(
+        return json(
             200,
-            serde_json::json!({
+            &serde_json::json!({
                 "access_token": token,
                 "expires_on": expires_on.to_string(),
                 "expires_in": lifetime.to_string(),
@@ -411,7 +404,7 @@ async fn entra_handle(
     }
 
     if form_field(&form, "grant_type").as_deref() != Some("client_credentials") {
-        return entra_json(400, serde_json::json!({"error": "unsupported_grant_type"}));
+        return json(400, &serde_json::json!({"error": "unsupported_grant_type"}));
     }
     let client_id = form_field(&form, "client_id").unwrap_or_default();
     let scope = form_field(&form, "scope").unwrap_or_default();
@@ -419,9 +412,9 @@ async fn entra_handle(
         match state.secrets.lock().expect("lock").get(&client_id) {
             Some((known, oid)) if *known == secret => oid.clone(),
             _ => {
-                return entra_json(
+                return json(
                     401,
-                    serde_json::json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}),
+                    &serde_json::json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}),
                 );
             }
         }
@@ -437,9 +430,9 @@ async fn entra_handle(
         match jsonwebtoken::decode::<serde_json::Value>(&assertion, &key, &validation) {
             Ok(data) if data.claims["sub"] == client_id.as_str() => oid,
             _ => {
-                return entra_json(
+                return json(
                     401,
-                    serde_json::json!({"error": "invalid_client", "error_description": "AADSTS700027: Client assertion contains an invalid signature."}),
+                    &serde_json::json!({"error": "invalid_client", "error_description": "AADSTS700027: Client assertion contains an invalid signature."}),
                 );
             }
         }
@@ -447,22 +440,22 @@ async fn entra_handle(
         match state.federated.lock().expect("lock").get(&client_id) {
             Some((known, oid)) if *known == assertion => oid.clone(),
             _ => {
-                return entra_json(
+                return json(
                     401,
-                    serde_json::json!({"error": "invalid_client", "error_description": "AADSTS70021: No matching federated identity record found for presented assertion."}),
+                    &serde_json::json!({"error": "invalid_client", "error_description": "AADSTS70021: No matching federated identity record found for presented assertion."}),
                 );
             }
         }
     } else {
-        return entra_json(
+        return json(
             400,
-            serde_json::json!({"error": "invalid_request", "error_description": "AADSTS7000216: 'client_assertion', 'client_secret' or 'request' is required."}),
+            &serde_json::json!({"error": "invalid_request", "error_description": "AADSTS7000216: 'client_assertion', 'client_secret' or 'request' is required."}),
         );
     };
     let (token, _) = state.tokens.mint(&oid, &resource(&scope), lifetime);
-    entra_json(
+    json(
         200,
-        serde_json::json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}),
+        &serde_json::json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}),
     )
 }
 

@@ -15,9 +15,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Response;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -103,18 +100,13 @@ impl FakeBackstageAuth {
                             issuers.plugins.iter().filter(|(p, _)| p == plugin).map(|(_, k)| k.jwk.clone()).collect()
                         })
                 };
-                let (status, body) = match keys {
+                match keys {
                     Some(keys) => {
                         counted.fetch_add(1, Ordering::SeqCst);
-                        (200, json!({ "keys": keys }))
+                        crate::server::json(200, &json!({ "keys": keys }))
                     }
-                    None => (404, json!({"error": {"name": "NotFoundError"}})),
-                };
-                Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body.to_string())))
-                    .unwrap_or_default()
+                    None => crate::server::json(404, &json!({"error": {"name": "NotFoundError"}})),
+                }
             }
         });
         Self { url: format!("http://{}", server.addr()), issuers, key_set_requests, _server: server }

@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::{Request, Response};
 use serde_json::Value;
 
-use crate::server::ThreadServer;
+use crate::server::{ThreadServer, json};
 
 /// The fake catalog; stops when dropped.
 pub struct FakeCatalog {
@@ -67,14 +67,6 @@ impl FakeCatalog {
             "spec": {"type": "kubernetes-cluster", "owner": "platform"}
         })
     }
-}
-
-fn json(status: u16, body: &Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap_or_default()
 }
 
 fn field<'a>(entity: &'a Value, path: &str) -> Option<&'a str> {

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, Response};
 
-use crate::server::ThreadServer;
+use crate::server::{ThreadServer, json};
 use crate::{TokenVerifier, UserInfo, VerifyFuture};
 
 #[derive(Default)]
@@ -128,14 +128,6 @@ fn key_json(email: &str, token_uri: &str) -> (String, String) {
     (json.to_string(), key.public_key_pem())
 }
 
-fn json(status: u16, body: serde_json::Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap_or_default()
-}
-
 async fn handle(state: &State, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -151,10 +143,10 @@ async fn handle(state: &State, req: Request<hyper::body::Incoming>) -> Response<
         return match grant(state, &String::from_utf8_lossy(&body)) {
             Ok((token, email)) => {
                 state.tokens.lock().expect("lock").insert(token.clone(), email);
-                json(200, serde_json::json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}))
+                json(200, &serde_json::json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}))
             }
             Err(description) => {
-                json(400, serde_json::json!({"error": "invalid_grant", "error_description": description}))
+                json(400, &serde_json::json!({"error": "invalid_grant", "error_description": description}))
             }
         };
     }
@@ -163,14 +155,14 @@ async fn handle(state: &State, req: Request<hyper::body::Incoming>) -> Response<
         if !bearer.is_some_and(|t| state.tokens.lock().expect("lock").contains_key(&t)) {
             return json(
                 401,
-                serde_json::json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
+                &serde_json::json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
             );
         }
         let clusters =
             state.clusters.lock().expect("lock").get(&((*project).to_owned(), (*location).to_owned())).cloned();
-        return json(200, serde_json::json!({ "clusters": clusters.unwrap_or_else(|| serde_json::json!([])) }));
+        return json(200, &serde_json::json!({ "clusters": clusters.unwrap_or_else(|| serde_json::json!([])) }));
     }
-    json(404, serde_json::json!({"error": {"code": 404, "message": format!("{path} not found")}}))
+    json(404, &serde_json::json!({"error": {"code": 404, "message": format!("{path} not found")}}))
 }
 
 #[derive(serde::Deserialize)]

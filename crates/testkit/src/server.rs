@@ -11,6 +11,15 @@ use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// A JSON answer with `status`, as the fakes give them.
+pub(crate) fn json(status: u16, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_default()
+}
+
 /// A running server; dropping it stops it.
 pub(crate) struct ThreadServer {
     addr: SocketAddr,

@@ -111,8 +111,5 @@ async fn review(
         }
     };
     let answer = serde_json::json!({ "apiVersion": api_version, "kind": "TokenReview", "status": status });
-    Response::builder()
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(&answer).unwrap_or_default())))
-        .unwrap_or_default()
+    crate::server::json(200, &answer)
 }
