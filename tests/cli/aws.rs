@@ -1,5 +1,5 @@
-//! `kubeauth token` for an EKS-style cluster, with the AWS default credential chain (environment), through the
-//! real kubectl; and its on-disk cache.
+//! `kubeauth token` for an EKS-style cluster, with the AWS default credential chain (environment) or Backstage's
+//! `aws.mainAccount`, through the real kubectl; and its on-disk cache.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -10,6 +10,11 @@ use kubeauth_testkit::user;
 const KUBEAUTH: &str = env!("CARGO_BIN_EXE_kubeauth-under-test");
 
 fn config(env: &AwsTestEnv, dir: &Path) -> std::path::PathBuf {
+    config_with(env, dir, "")
+}
+
+/// The clusters `eks` and `eks-role`, after `top` (other top-level sections).
+fn config_with(env: &AwsTestEnv, dir: &Path, top: &str) -> std::path::PathBuf {
     let file = dir.join("app-config.yaml");
     let cluster = |name: &str, extra: &str| {
         format!(
@@ -23,7 +28,7 @@ fn config(env: &AwsTestEnv, dir: &Path) -> std::path::PathBuf {
     std::fs::write(
         &file,
         format!(
-            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{}{}",
+            "{top}kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n{}{}",
             cluster("eks", ""),
             cluster(
                 "eks-role",
@@ -51,25 +56,77 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `kubectl get namespaces` on `eks` through `kubeauth kubeconfig` (and so `kubeauth token`), with `extra`
+/// environment beside the test environment's.
+fn kubectl_namespaces(env: &AwsTestEnv, dir: &Path, config: &Path, extra: &[(&str, &str)]) -> Output {
+    let kubeconfig = dir.join("kubeconfig");
+    let out = with_env(Command::new(KUBEAUTH), env, dir)
+        .args(["kubeconfig", "--config", config.to_str().unwrap(), "-o", kubeconfig.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    with_env(Command::new(&env.cluster.binaries().kubectl), env, dir)
+        .envs(extra.iter().copied())
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "--context", "eks", "get", "namespaces", "-o", "name"])
+        .output()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn kubectl_gets_namespaces_through_kubeauth_token() {
     let env = AwsTestEnv::shared();
     env.cluster.grant("aws-cli-user", user(AwsTestEnv::USER), &["list"], &["namespaces"]).await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(env, dir.path());
-    let kubeconfig = dir.path().join("kubeconfig");
-    let out = with_env(Command::new(KUBEAUTH), env, dir.path())
-        .args(["kubeconfig", "--config", config.to_str().unwrap(), "-o", kubeconfig.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-
-    let out: Output = with_env(Command::new(&env.cluster.binaries().kubectl), env, dir.path())
-        .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "--context", "eks", "get", "namespaces", "-o", "name"])
-        .output()
-        .unwrap();
+    let out = kubectl_namespaces(env, dir.path(), &config, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("namespace/default"), "{}", text(&out.stdout));
+}
+
+/// Backstage's `aws.mainAccount` gives the base credentials: a profile of the shared credentials file (and that
+/// profile alone, as Backstage's `fromIni`: the environment's keys, wrong here, are not used), or static keys
+/// from variables. Without it the environment's wrong keys are used and the API server refuses the token.
+#[tokio::test]
+async fn backstage_main_account_gives_the_base_credentials() {
+    let env = AwsTestEnv::shared();
+    env.cluster.grant("aws-cli-user", user(AwsTestEnv::USER), &["list"], &["namespaces"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("aws-credentials");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[portal]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            AwsTestEnv::ACCESS_KEY_ID,
+            AwsTestEnv::SECRET_ACCESS_KEY
+        ),
+    )
+    .unwrap();
+    let wrong = [
+        ("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1"),
+        ("AWS_SECRET_ACCESS_KEY", "wrong"),
+        ("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap()),
+    ];
+    // Each run has a home (and so a token cache) of its own.
+    let run = |top: &str, extra: &[(&str, &str)]| {
+        let home = tempfile::tempdir().unwrap();
+        kubectl_namespaces(env, home.path(), &config_with(env, home.path(), top), extra)
+    };
+    let refused = run("", &wrong);
+    assert!(!refused.status.success(), "the environment's wrong keys were used: {}", text(&refused.stdout));
+    assert!(text(&refused.stderr).contains("You must be logged in to the server"), "{}", text(&refused.stderr));
+
+    let out = run("aws:\n  mainAccount:\n    profile: portal\n    region: us-west-2\n", &wrong);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("namespace/default"), "{}", text(&out.stdout));
+
+    let with_keys =
+        [&wrong[..], &[("MAIN_KEY", AwsTestEnv::ACCESS_KEY_ID), ("MAIN_SECRET", AwsTestEnv::SECRET_ACCESS_KEY)]]
+            .concat();
+    let out = run(
+        "aws:\n  mainAccount:\n    accessKeyId: ${MAIN_KEY}\n    secretAccessKey: ${MAIN_SECRET}\n    profile: nonexistent\n",
+        &with_keys,
+    );
+    assert!(out.status.success(), "static keys win over the profile: {}", text(&out.stderr));
 }
 
 #[tokio::test]

@@ -92,3 +92,45 @@ async fn the_in_cluster_token_file_and_ca_work_and_a_rotated_token_is_picked_up(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Backstage's behaviour in a pod: a `serviceAccount` cluster with no token (here an unset variable) is reached at
+/// the pod's own API server with the pod's CA and token, whatever its `url` and `caData` say.
+#[tokio::test]
+async fn in_a_pod_a_cluster_without_token_reaches_the_pods_own_api_server() {
+    let env = TestCluster::shared();
+    env.create_service_account("sa-in-pod", "portal").await;
+    env.grant("sa-in-pod-portal", service_account("sa-in-pod", "portal"), &["list"], &["namespaces"]).await;
+    let mount = tempfile::tempdir().unwrap();
+    std::fs::write(mount.path().join("ca.crt"), env.ca().cert_pem()).unwrap();
+    std::fs::write(mount.path().join("token"), env.service_account_token("sa-in-pod", "portal").await).unwrap();
+    let port = env.url().rsplit(':').next().unwrap().to_owned();
+
+    // Nothing listens at the located url (port 9), and its CA is another one.
+    let other_ca = kubeauth_testkit::pki::TestCa::new("elsewhere").ca_data();
+    let yaml = format!(
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: here\n          url: https://127.0.0.1:9\n          authProvider: serviceAccount\n          serviceAccountToken: ${{K8S_TOKEN}}\n          caData: {other_ca}\n"
+    );
+    let config = AppConfig::from_yaml_str(&yaml, None).unwrap();
+    let clusters =
+        CombinedLocator::from_config(&config, &ResolveContext::new(|_| None)).unwrap().clusters().await.unwrap();
+    assert_eq!(clusters[0].url, "https://127.0.0.1:9", "the clusters list shows the located url");
+
+    let provider = |host: Option<&'static str>| {
+        let port = port.clone();
+        ServiceAccountProvider::with_token_dir(mount.path()).with_env(move |name| match name {
+            "KUBERNETES_SERVICE_HOST" => host.map(str::to_owned),
+            "KUBERNETES_SERVICE_PORT" => Some(port.clone()),
+            _ => None,
+        })
+    };
+    let connect = |provider: ServiceAccountProvider| {
+        let mut registry = Registry::with_defaults();
+        registry.replace("serviceAccount", kubeauth::Provider::server(provider)).unwrap();
+        let cluster = clusters[0].clone();
+        async move { kubeauth::Connector::new(registry).kube_client(&cluster, &RequestAuth::none()).await.unwrap() }
+    };
+    let names = namespaces(connect(provider(Some("127.0.0.1"))).await).await.unwrap();
+    assert!(names.contains(&"sa-in-pod".to_owned()), "{names:?}");
+    // Outside a pod, the located url: nothing answers there.
+    assert!(namespaces(connect(provider(None)).await).await.is_err());
+}

@@ -67,6 +67,13 @@ pub trait ServerSideProvider: Send + Sync + 'static {
     fn allows_anonymous(&self) -> bool {
         false
     }
+
+    /// The cluster as this provider's credential must reach it, when not at its located `url` and CA: Backstage's
+    /// `serviceAccount` provider, running in a pod with no token configured, talks to the pod's own API server
+    /// with the pod's CA. The connections are then built for the returned cluster. Default: `None` (as located).
+    fn endpoint(&self, _cluster: &ClusterDetails) -> Option<ClusterDetails> {
+        None
+    }
 }
 
 /// A provider that authenticates as the signed-in user (`oidc`, `google`, `aks`), from the user's token in

@@ -20,6 +20,10 @@ pub struct AppConfig {
     /// kubeauth's own settings (Backstage ignores this section).
     #[serde(default)]
     pub kubeauth: KubeauthConfig,
+    /// Backstage's `aws` section (its AWS integration): the `aws` provider's base credentials come from
+    /// `aws.mainAccount`, as Backstage's do. The section's other keys are other plugins' and not looked at.
+    #[serde(default)]
+    pub aws: Option<AwsConfig>,
     /// Where the config came from, for messages (`None` for inline text).
     #[serde(skip)]
     #[schemars(skip)]
@@ -64,6 +68,34 @@ pub struct KubernetesConfig {
     /// Custom resources fetched for every cluster that has no `customResources` of its own.
     #[serde(default)]
     pub custom_resources: Option<Vec<CustomResourceMatcherConfig>>,
+}
+
+/// Backstage's `aws` section. Backstage's kubernetes plugin asks its AWS credentials manager for the main
+/// account's credentials only (never `accounts` or `accountDefaults`, which pick credentials by an account id
+/// the plugin does not pass), and kubeauth does the same.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct AwsConfig {
+    /// The credentials every `aws` cluster starts from (a role is assumed on top when the cluster names one).
+    pub main_account: Option<AwsMainAccountConfig>,
+}
+
+/// `aws.mainAccount`: static keys, else a profile of the shared AWS config and credentials files, else the
+/// default credential chain (as Backstage's precedence).
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct AwsMainAccountConfig {
+    /// An access key id (with `secretAccessKey`).
+    pub access_key_id: Option<ConfigString>,
+    /// Its secret access key (secret).
+    #[schemars(extend("writeOnly" = true))]
+    pub secret_access_key: Option<ConfigString>,
+    /// A profile of `~/.aws/config` / `~/.aws/credentials` (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`).
+    pub profile: Option<ConfigString>,
+    /// The region the profile's own calls (SSO, web identity) go to.
+    pub region: Option<ConfigString>,
 }
 
 /// The `kubeauth` section: settings of kubeauth beyond Backstage's.

@@ -131,6 +131,8 @@ impl Kubeauth {
             registry.replace(kubeauth_google_service_account::KEY, Provider::Server(google.clone()))?;
             services.google_token = Some(Arc::new(GoogleToken(google)));
         }
+        #[cfg(feature = "aws")]
+        registry.replace(kubeauth_aws::KEY, Provider::server(aws_provider(config, env)?))?;
         Ok(KubeauthBuilder { config, env, registry, services })
     }
 
@@ -190,6 +192,37 @@ impl Kubeauth {
 /// `kubernetes.googleServiceAccountCredentials`, else Application Default Credentials. A custom provider put
 /// under `googleServiceAccount` does not change what the gke locator lists clusters as.
 #[cfg(feature = "google-service-account")]
+/// The `aws` provider with the base credentials of Backstage's `aws.mainAccount`: static keys, else a profile,
+/// else the default chain. An unset `${VAR}` makes its key absent, as in Backstage.
+#[cfg(feature = "aws")]
+fn aws_provider(config: &AppConfig, env: &ResolveContext) -> Result<kubeauth_aws::AwsProvider, Error> {
+    let builder = kubeauth_aws::AwsProvider::builder();
+    let Some(main) = config.aws.as_ref().and_then(|aws| aws.main_account.as_ref()) else {
+        return Ok(builder.build());
+    };
+    let ctx = config.resolve_context(env);
+    let invalid = |key: &str, message: String| kubeauth_cluster_locator::LocatorError::Key {
+        origin: config.origin.clone(),
+        key: format!("aws.mainAccount.{key}"),
+        message,
+    };
+    let read = |key: &str, value: &Option<kubeauth_cluster_locator::ConfigString>| {
+        value.as_ref().map(|v| v.resolve_optional(&ctx)).transpose().map(Option::flatten).map_err(|m| invalid(key, m))
+    };
+    let key_id = read("accessKeyId", &main.access_key_id)?;
+    let secret = read("secretAccessKey", &main.secret_access_key)?;
+    let profile = read("profile", &main.profile)?;
+    let region = read("region", &main.region)?;
+    Ok(match (key_id, secret, profile) {
+        (Some(id), Some(secret), _) => builder.static_credentials(&id, &secret, None),
+        (Some(_), None, _) => return Err(invalid("secretAccessKey", "missing (accessKeyId is set)".into()).into()),
+        (None, Some(_), _) => return Err(invalid("accessKeyId", "missing (secretAccessKey is set)".into()).into()),
+        (None, None, Some(profile)) => builder.profile(profile, region),
+        (None, None, None) => builder,
+    }
+    .build())
+}
+
 fn google_identity(
     config: &AppConfig,
     env: &ResolveContext,
@@ -218,5 +251,34 @@ struct GoogleToken(Arc<kubeauth_google_service_account::GoogleServiceAccountProv
 impl kubeauth_cluster_locator::AccessTokenSource for GoogleToken {
     fn access_token<'a>(&'a self, context: &'a str) -> kubeauth_core::CredentialFuture<'a> {
         Box::pin(self.0.access_token(context))
+    }
+}
+
+#[cfg(all(test, feature = "aws"))]
+mod tests {
+    use super::*;
+
+    fn built(yaml: &str, vars: &'static [(&'static str, &'static str)]) -> Result<Kubeauth, String> {
+        let config = AppConfig::from_yaml_str(yaml, Some(std::path::Path::new("/etc/kubeauth/app-config.yaml")))
+            .map_err(|e| e.to_string())?;
+        let env = ResolveContext::new(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()));
+        Kubeauth::from_config(&config, &env).map_err(|e| kubeauth_core::report(&e))
+    }
+
+    #[test]
+    fn aws_main_account_keys_come_in_pairs_and_unset_variables_are_absent() {
+        let half = "aws:\n  mainAccount:\n    accessKeyId: AKIAEXAMPLE\n    secretAccessKey: ${MAIN_SECRET}\n";
+        let err = built(half, &[]).err().expect("a key id without its secret");
+        assert!(
+            err.contains("/etc/kubeauth/app-config.yaml") && err.contains("aws.mainAccount.secretAccessKey"),
+            "{err}"
+        );
+        assert!(!err.contains("AKIAEXAMPLE"), "{err}");
+        built(half, &[("MAIN_SECRET", "s3cret")]).unwrap();
+        // Every key unset: the default chain, as Backstage with an empty mainAccount.
+        built("aws:\n  mainAccount:\n    accessKeyId: ${K}\n    secretAccessKey: ${S}\n    profile: ${P}\n", &[])
+            .unwrap();
+        // Other plugins' keys in the section are theirs.
+        built("aws:\n  qbusiness:\n    applicationId: x\n  accounts:\n    - accountId: '1'\n", &[]).unwrap();
     }
 }

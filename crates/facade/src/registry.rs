@@ -84,6 +84,14 @@ impl Provider {
         }
     }
 
+    /// The cluster as the provider reaches it, when not as located (see [`ServerSideProvider::endpoint`]).
+    pub fn endpoint(&self, cluster: &ClusterDetails) -> Option<ClusterDetails> {
+        match self {
+            Self::Server(p) => p.endpoint(cluster),
+            Self::Client(_) => None,
+        }
+    }
+
     /// The credential for `cluster` (`key` is the provider's key, for messages). Client-side providers take the
     /// user's token from `auth`; server-side ones never see it. An anonymous credential from a provider that
     /// does not allow anonymous access is an error, never a silent unauthenticated request; errors carry the

@@ -4,7 +4,9 @@
 //! with:
 //! - base credentials from the AWS default chain (environment, shared config and credentials files with
 //!   `AWS_PROFILE`, SSO, web identity / IRSA, ECS and EC2 instance metadata), behind the default feature
-//!   `credential-chain`; or credentials given to [`AwsProviderBuilder::static_credentials`];
+//!   `credential-chain`; or credentials given to [`AwsProviderBuilder::static_credentials`]; or a profile of the
+//!   shared AWS config and credentials files ([`AwsProviderBuilder::profile`], Backstage's
+//!   `aws.mainAccount.profile`);
 //! - optionally a role assumed on top (`kubernetes.io/aws-assume-role`, with `kubernetes.io/aws-external-id`),
 //!   whose credentials are kept until 5 minutes before they expire;
 //! - the region of `kubernetes.io/aws-region`, else `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`;
@@ -61,6 +63,8 @@ pub struct AwsProviderBuilder {
     sts_endpoint: Option<String>,
     default_region: Option<String>,
     session_name: Option<String>,
+    profile: Option<String>,
+    profile_region: Option<String>,
 }
 
 impl std::fmt::Debug for AwsProviderBuilder {
@@ -69,6 +73,7 @@ impl std::fmt::Debug for AwsProviderBuilder {
             .field("static_credentials", &self.static_credentials.as_ref().map(|_| "[redacted]"))
             .field("sts_endpoint", &self.sts_endpoint)
             .field("default_region", &self.default_region)
+            .field("profile", &self.profile)
             .finish()
     }
 }
@@ -88,6 +93,15 @@ impl AwsProviderBuilder {
             None,
             "kubeauth-static",
         ));
+        self
+    }
+
+    /// Take the base credentials from this profile of the shared AWS config and credentials files instead of
+    /// the default chain (static credentials win), with `region` for the profile's own calls (SSO, web
+    /// identity). Needs the feature `credential-chain`.
+    pub fn profile(mut self, name: impl Into<String>, region: Option<String>) -> Self {
+        self.profile = Some(name.into());
+        self.profile_region = region;
         self
     }
 
@@ -120,7 +134,11 @@ impl AwsProviderBuilder {
         AwsProvider {
             tokens: KeyedCredentialCache::new(TOKEN_REFRESH_MARGIN),
             roles: RoleCache::new(
-                self.static_credentials,
+                match (self.static_credentials, self.profile) {
+                    (Some(credentials), _) => role::Base::Static(credentials),
+                    (None, Some(name)) => role::Base::Profile { name, region: self.profile_region },
+                    (None, None) => role::Base::Chain,
+                },
                 self.sts_endpoint,
                 self.session_name.unwrap_or_else(|| "kubeauth".into()),
             ),

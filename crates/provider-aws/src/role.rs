@@ -15,8 +15,19 @@ const MARGIN: Duration = Duration::from_secs(5 * 60);
 
 type Slot = Arc<tokio::sync::Mutex<Option<Credentials>>>;
 
+/// Where the base credentials come from.
+pub(crate) enum Base {
+    /// Given.
+    Static(Credentials),
+    /// A profile of the shared config and credentials files, and the region of its own calls.
+    #[cfg_attr(not(feature = "credential-chain"), allow(dead_code))]
+    Profile { name: String, region: Option<String> },
+    /// The default chain.
+    Chain,
+}
+
 pub(crate) struct RoleCache {
-    static_credentials: Option<Credentials>,
+    base: Base,
     #[cfg_attr(not(feature = "credential-chain"), allow(dead_code))]
     sts_endpoint: Option<String>,
     #[cfg_attr(not(feature = "credential-chain"), allow(dead_code))]
@@ -35,13 +46,9 @@ fn failed(cluster: &str, message: String) -> Error {
 }
 
 impl RoleCache {
-    pub(crate) fn new(
-        static_credentials: Option<Credentials>,
-        sts_endpoint: Option<String>,
-        session_name: String,
-    ) -> Self {
+    pub(crate) fn new(base: Base, sts_endpoint: Option<String>, session_name: String) -> Self {
         Self {
-            static_credentials,
+            base,
             sts_endpoint,
             session_name,
             #[cfg(feature = "credential-chain")]
@@ -54,9 +61,9 @@ impl RoleCache {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default().clone()
     }
 
-    /// The base credentials: the static ones, else the default chain's (kept while fresh).
+    /// The base credentials: the static ones, else the profile's or the default chain's (kept while fresh).
     pub(crate) async fn base(&self, cluster: &str, region: &str) -> Result<Credentials, Error> {
-        if let Some(credentials) = &self.static_credentials {
+        if let Base::Static(credentials) = &self.base {
             return Ok(credentials.clone());
         }
         #[cfg(feature = "credential-chain")]
@@ -67,17 +74,33 @@ impl RoleCache {
             if let Some(credentials) = held.as_ref().filter(|c| fresh(c)) {
                 return Ok(credentials.clone());
             }
-            let sdk = self.sdk(region).await;
-            let provider = sdk
-                .credentials_provider()
-                .ok_or_else(|| failed(cluster, "the AWS SDK has no credential chain".into()))?;
-            let credentials = provider.provide_credentials().await.map_err(|e| {
+            let answer = match &self.base {
+                // The profile alone, as Backstage's `fromIni`: not the chain that starts with the environment.
+                Base::Profile { name, region: profile_region } => {
+                    let region = aws_config::Region::new(profile_region.clone().unwrap_or_else(|| region.to_owned()));
+                    aws_config::profile::ProfileFileCredentialsProvider::builder()
+                        .configure(&aws_config::provider_config::ProviderConfig::default().with_region(Some(region)))
+                        .profile_name(name)
+                        .build()
+                        .provide_credentials()
+                        .await
+                }
+                _ => {
+                    let sdk = self.sdk(region).await;
+                    let provider = sdk
+                        .credentials_provider()
+                        .ok_or_else(|| failed(cluster, "the AWS SDK has no credential chain".into()))?;
+                    provider.provide_credentials().await
+                }
+            };
+            let credentials = answer.map_err(|e| {
+                let source = match &self.base {
+                    Base::Profile { name, .. } => format!("profile `{name}` (aws.mainAccount.profile)"),
+                    _ => "the default chain (environment, profile, SSO, web identity, ECS or EC2 metadata)".into(),
+                };
                 failed(
                     cluster,
-                    format!(
-                        "no AWS credentials from the default chain (environment, profile, SSO, web identity, ECS or EC2 metadata): {}",
-                        aws_sdk_sts::error::DisplayErrorContext(&e)
-                    ),
+                    format!("no AWS credentials from {source}: {}", aws_sdk_sts::error::DisplayErrorContext(&e)),
                 )
             })?;
             *held = Some(credentials.clone());
@@ -87,6 +110,15 @@ impl RoleCache {
         {
             // Without the chain, the environment's static credentials are the only other source.
             let _ = region;
+            if let Base::Profile { name, .. } = &self.base {
+                return Err(Error::NotConfigured {
+                    cluster: cluster.to_owned(),
+                    provider: KEY.into(),
+                    reason: format!(
+                        "the AWS profile `{name}` needs the AWS credential chain, which this build lacks (feature credential-chain)"
+                    ),
+                });
+            }
             let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
             match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
                 (Some(key), Some(secret)) => {

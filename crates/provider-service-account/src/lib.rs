@@ -24,10 +24,19 @@ use kubeauth_core::{ClusterDetails, Credential, CredentialFuture, Error, ServerS
 pub const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// The `serviceAccount` provider. See the [crate docs](crate).
-#[derive(Debug)]
 pub struct ServiceAccountProvider {
     dir: PathBuf,
     token_file: Mutex<Option<TokenFile>>,
+    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for ServiceAccountProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountProvider")
+            .field("dir", &self.dir)
+            .field("token_file", &self.token_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The last token read from the file, and what the file looked like then.
@@ -78,7 +87,14 @@ impl ServiceAccountProvider {
 
     /// Reads the in-cluster token (`token`) and CA (`ca.crt`) from `dir` instead.
     pub fn with_token_dir(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), token_file: Mutex::new(None) }
+        Self { dir: dir.into(), token_file: Mutex::new(None), env: Box::new(|name| std::env::var(name).ok()) }
+    }
+
+    /// Reads `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT` through `env` instead of the process
+    /// environment (see [`ServerSideProvider::endpoint`]).
+    pub fn with_env(mut self, env: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Box::new(env);
+        self
     }
 
     /// The in-cluster token file.
@@ -151,6 +167,23 @@ impl ServerSideProvider for ServiceAccountProvider {
             }
             self.file_token(cluster).map(Credential::bearer)
         })
+    }
+
+    /// As Backstage: a cluster with no `serviceAccountToken`, in a pod (its CA file is there and
+    /// `KUBERNETES_SERVICE_HOST` is set), is reached at the pod's own API server with the pod's CA and token,
+    /// whatever its `url` says.
+    fn endpoint(&self, cluster: &ClusterDetails) -> Option<ClusterDetails> {
+        if cluster.service_account_token.is_some() || !self.dir.join("ca.crt").is_file() {
+            return None;
+        }
+        let here = self.in_cluster_details(&cluster.name, &self.env).ok()?;
+        let mut reached = cluster.clone();
+        reached.url = here.url;
+        reached.ca_file = here.ca_file;
+        reached.ca_data = None;
+        reached.skip_tls_verify = false;
+        reached.connect_addresses = Vec::new();
+        Some(reached)
     }
 
     fn validate_cluster(&self, cluster: &ClusterDetails) -> Vec<ValidationIssue> {
@@ -238,6 +271,29 @@ mod tests {
         assert_eq!(c.auth_provider(), Some("serviceAccount"));
         let err = provider.in_cluster_details("here", |_| None).unwrap_err();
         assert!(err.to_string().contains("KUBERNETES_SERVICE_HOST"), "{err}");
+    }
+
+    #[test]
+    fn in_a_pod_a_cluster_without_token_is_reached_at_the_pods_api_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = |n: &str| match n {
+            "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_owned()),
+            "KUBERNETES_SERVICE_PORT" => Some("443".to_owned()),
+            _ => None,
+        };
+        let provider = ServiceAccountProvider::with_token_dir(dir.path()).with_env(env);
+        let mut located = cluster();
+        located.ca_data = Some("elsewhere".into());
+        assert!(provider.endpoint(&located).is_none(), "not in a pod: no CA file");
+        std::fs::write(dir.path().join("ca.crt"), "pem").unwrap();
+        let reached = provider.endpoint(&located).unwrap();
+        assert_eq!((reached.name.as_str(), reached.url.as_str()), (located.name.as_str(), "https://10.96.0.1:443"));
+        assert_eq!((reached.ca_file, reached.ca_data), (Some(dir.path().join("ca.crt")), None));
+        located.service_account_token = Some("configured".to_owned().into());
+        assert!(provider.endpoint(&located).is_none(), "a configured token keeps the located cluster");
+        let outside = ServiceAccountProvider::with_token_dir(dir.path()).with_env(|_| None);
+        located.service_account_token = None;
+        assert!(outside.endpoint(&located).is_none(), "no KUBERNETES_SERVICE_HOST: as located");
     }
 
     #[test]

@@ -248,7 +248,10 @@ impl Connector {
     /// Validates the entry's cluster and builds its TLS settings (reading its CA): once per entry.
     fn build(&self, entry: &Entry) -> Result<Ready, Error> {
         self.shared.registry.validate(&entry.cluster)?;
-        let plain = Arc::new(Transport::new(&entry.cluster, None, self.shared.opened.clone())?);
+        // Connections go where the provider's credential must reach the cluster (the located address, unless
+        // the provider says otherwise); the provider is asked with the located cluster.
+        let reached = entry.provider.endpoint(&entry.cluster).map_or_else(|| entry.cluster.clone(), Arc::new);
+        let plain = Arc::new(Transport::new(&reached, None, self.shared.opened.clone())?);
         let shared_layer = match &entry.provider {
             Provider::Server(_) => Some(CredentialLayer::new(Arc::new(BoundProvider {
                 key: entry.key.clone(),
@@ -258,7 +261,7 @@ impl Connector {
             Provider::Client(_) => None,
         };
         Ok(Ready {
-            cluster: entry.cluster.clone(),
+            cluster: reached,
             opened: self.shared.opened.clone(),
             plain,
             identified: Mutex::new(None),
