@@ -10,7 +10,8 @@
 //!   a value that is JSON (`true`, `5`, `["a"]`, `{…}`) is taken as such, any other as a string.
 //!
 //! A single file with no `$include` and no `APP_CONFIG_` variable is read as it is, with the lines of its
-//! clusters in messages; a merged config names its files and full key paths, not lines.
+//! clusters in messages. A value of a merged config that does not read is named by its full key path, the file
+//! that gave it (the last one that sets it) and, for block-style YAML, its line there.
 
 use std::path::{Path, PathBuf};
 
@@ -45,20 +46,38 @@ impl AppConfig {
             return Self::from_yaml_str(&texts[0], Some(first));
         }
         let mut merged = Value::Object(Map::new());
+        let mut documents = Vec::with_capacity(files.len());
         for (path, text) in files.iter().zip(&texts) {
             let mut document = parse(text, path)?;
             include(&mut document, path, 0)?;
-            merge(&mut merged, document);
+            merge(&mut merged, document.clone());
+            documents.push(document);
         }
         for (name, value) in &overrides {
             set(&mut merged, &name["APP_CONFIG_".len()..], value);
         }
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         let described = names.join(" + ");
-        let mut config: Self = serde_json::from_value(merged.clone()).map_err(|e| LocatorError::Key {
-            origin: Some(PathBuf::from(&described)),
-            key: "(merged config)".into(),
-            message: e.to_string(),
+        let mut config: Self = serde_path_to_error::deserialize(merged.clone()).map_err(|e| {
+            let path: Vec<Segment> = e.path().iter().map(Segment::from).collect();
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // The value came from an APP_CONFIG_ variable, else from the last file that sets it.
+            let variable = overrides.iter().rev().find(|(name, _)| {
+                let set: Vec<&str> = name["APP_CONFIG_".len()..].split('_').collect();
+                path.iter().zip(&set).take_while(|(s, v)| matches!(s, Segment::Key(k) if k == *v)).count() == set.len()
+            });
+            if let Some((name, _)) = variable {
+                return LocatorError::Key { origin: None, key: format!("{key} (from {name})"), message };
+            }
+            let given = (0..files.len()).rev().find(|&i| sets(&documents[i], &path));
+            match given {
+                Some(i) => {
+                    let line = line_of(&texts[i], &path).map(|l| format!(" (line {l})")).unwrap_or_default();
+                    LocatorError::Key { origin: Some(files[i].clone()), key: format!("{key}{line}"), message }
+                }
+                None => LocatorError::Key { origin: Some(PathBuf::from(&described)), key, message },
+            }
         })?;
         config.origin = Some(first.clone());
         config.unknown_keys = crate::unknown::unknown_keys(&merged);
@@ -129,6 +148,114 @@ fn merge(base: &mut Value, over: Value) {
     }
 }
 
+/// One step of a key path.
+#[derive(Debug, PartialEq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&serde_path_to_error::Segment> for Segment {
+    fn from(segment: &serde_path_to_error::Segment) -> Self {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => Self::Index(*index),
+            serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+                Self::Key(key.clone())
+            }
+            serde_path_to_error::Segment::Unknown => Self::Key(String::new()),
+        }
+    }
+}
+
+/// Whether `document` gives the value at `path`: it has the value, or replaces an array or scalar on the way.
+fn sets(document: &Value, path: &[Segment]) -> bool {
+    let mut node = document;
+    for segment in path {
+        node = match (segment, node) {
+            (Segment::Key(key), Value::Object(map)) => match map.get(key) {
+                Some(next) => next,
+                None => return false,
+            },
+            // Arrays are replaced whole: the file that has the array gave all of it.
+            (Segment::Index(_), Value::Array(_)) => return true,
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// The 1-based line of `path` in a block-style YAML `text` (the nearest line found on the way, when a step is
+/// in flow style or not found).
+fn line_of(text: &str, path: &[Segment]) -> Option<usize> {
+    /// A line's steps: `    - name: b` is an item at column 4, then `name: b` at column 6.
+    fn tokens(line: &str) -> Vec<(usize, &str)> {
+        let mut column = line.len() - line.trim_start_matches(' ').len();
+        let mut rest = &line[column..];
+        let mut out = Vec::new();
+        if rest.is_empty() || rest.starts_with('#') {
+            return out;
+        }
+        while rest == "-" || rest.starts_with("- ") {
+            out.push((column, "-"));
+            let after = rest[1..].trim_start_matches(' ');
+            column += rest.len() - after.len();
+            rest = after;
+        }
+        if !rest.is_empty() {
+            out.push((column, rest));
+        }
+        out
+    }
+    let lines: Vec<Vec<(usize, &str)>> = text.lines().map(tokens).collect();
+    let (mut from, mut parent, mut found, mut after_item) = (0usize, None::<usize>, None, false);
+    for segment in path {
+        let (mut child, mut count, mut hit) = (None, 0, None);
+        for (i, line) in lines.iter().enumerate().skip(from) {
+            // On an item's own line, the dash that opened the item is not part of its content.
+            let first = if i == from && after_item { line.get(1) } else { line.first() };
+            let Some(&(column, token)) = first else { continue };
+            match segment {
+                Segment::Key(key) => {
+                    if parent.is_some_and(|p| column <= p) {
+                        break;
+                    }
+                    let at = *child.get_or_insert(column);
+                    if column < at {
+                        break;
+                    }
+                    if column == at && token.strip_prefix(key.as_str()).is_some_and(|r| r.starts_with(':')) {
+                        hit = Some((i, column));
+                        break;
+                    }
+                }
+                Segment::Index(index) => {
+                    // An item's dash may stand at its parent key's column.
+                    if parent.is_some_and(|p| column < p) {
+                        break;
+                    }
+                    let at = *child.get_or_insert(column);
+                    if column < at || (column == at && token != "-") {
+                        break;
+                    }
+                    if column == at {
+                        if count == *index {
+                            hit = Some((i, column));
+                            break;
+                        }
+                        count += 1;
+                    }
+                }
+            }
+        }
+        let Some((i, column)) = hit else { return found };
+        found = Some(i + 1);
+        parent = Some(column);
+        after_item = matches!(segment, Segment::Index(_));
+        from = if after_item { i } else { i + 1 };
+    }
+    found
+}
+
 /// Sets the value at `path` (`kubernetes_serviceLocatorMethod_type`), creating objects on the way.
 fn set(root: &mut Value, path: &str, raw: &str) {
     let value = serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
@@ -188,6 +315,54 @@ mod tests {
         assert_eq!(config.kubernetes.service_locator_method.as_ref().unwrap().kind, "singleTenant");
         assert_eq!(config.kubernetes.object_types.as_deref(), Some(&["pods".to_owned()][..]));
         assert_eq!(config.origin.as_deref(), Some(base.as_path()));
+    }
+
+    #[test]
+    fn a_value_that_does_not_read_names_its_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = write(
+            dir.path(),
+            "app-config.yaml",
+            "kubernetes:\n  serviceLocatorMethod:\n    type: multiTenant\n  clusterLocatorMethods:\n    - type: config\n      clusters: []\n",
+        );
+        let local = write(
+            dir.path(),
+            "app-config.local.yaml",
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: a\n          url: https://a.example.com\n          authProvider: serviceAccount\n        - name: b\n          url: https://b.example.com\n          authMetadata:\n            x: y\n          authProvider: [serviceAccount]\n",
+        );
+        let err = AppConfig::from_files(&[base.clone(), local], []).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}: kubernetes.clusterLocatorMethods[0].clusters[1].authProvider (line 12): ",
+                dir.path().join("app-config.local.yaml").display()
+            )),
+            "{err}"
+        );
+        let vars = [("APP_CONFIG_kubernetes_serviceLocatorMethod".to_owned(), "5".to_owned())];
+        let err = AppConfig::from_files(&[base], vars).unwrap_err().to_string();
+        assert!(
+            err.starts_with("kubernetes.serviceLocatorMethod (from APP_CONFIG_kubernetes_serviceLocatorMethod): "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn lines_of_block_yaml_key_paths() {
+        let text = "kubernetes:\n  # a comment\n  clusterLocatorMethods:\n  - type: config\n    clusters:\n      - name: a\n      -\n        name: b\n        url: x\nkubeauth: {}\n";
+        let key = |k: &str| Segment::Key(k.into());
+        let path = [key("kubernetes"), key("clusterLocatorMethods"), Segment::Index(0), key("clusters")];
+        assert_eq!(line_of(text, &path), Some(5));
+        let path = [
+            key("kubernetes"),
+            key("clusterLocatorMethods"),
+            Segment::Index(0),
+            key("clusters"),
+            Segment::Index(1),
+            key("url"),
+        ];
+        assert_eq!(line_of(text, &path), Some(9));
+        assert_eq!(line_of(text, &[key("kubeauth"), key("server")]), Some(10), "flow style: the nearest line");
+        assert_eq!(line_of(text, &[key("nothing")]), None);
     }
 
     #[test]
