@@ -262,6 +262,13 @@ fn clusters_lists_every_cluster_with_its_problems() {
     let text = stdout(&table);
     assert!(text.starts_with("NAME"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("one") && l.ends_with("ok")), "{text}");
+
+    // The same rows as YAML, and the names alone, as kubectl's `-o yaml` and `-o name`.
+    let yaml = run.kubeauth(&["clusters", "-o", "yaml", "--config", config.to_str().unwrap()]);
+    let from_yaml: serde_json::Value = serde_saphyr::from_str(&stdout(&yaml)).unwrap();
+    assert_eq!(from_yaml, rows);
+    let names = run.kubeauth(&["clusters", "-o", "name", "--config", config.to_str().unwrap()]);
+    assert_eq!(stdout(&names), "one\ntwo\n");
 }
 
 #[test]
@@ -356,6 +363,9 @@ fn unknown_keys_are_warnings_and_doctor_strict_fails_on_them() {
         "{warned}"
     );
     assert!(warned.contains("clusters[0].fromANewerBackstage"), "{warned}");
+    // --quiet: the answer, no warnings.
+    let quiet = run.kubeauth(&["clusters", "-o", "name", "--quiet"]);
+    assert_eq!((stdout(&quiet).as_str(), stderr(&quiet).as_str()), ("dev\n", ""));
     // A check for CI refuses them.
     let strict = run.kubeauth(&["doctor", "--strict"]);
     assert_eq!(strict.status.code(), Some(2), "{}", stderr(&strict));

@@ -586,7 +586,7 @@ const DOWNSTREAM: [Downstream; 3] = [
     },
     Downstream {
         name: "server-embedded",
-        dependencies: "kubeauth-server = { path = \"{root}/crates/server\" }\nk8s-openapi = { version = \"0.29\", features = [\"latest\"] }\n",
+        dependencies: "kubeauth-server = { path = \"{root}/crates/server\", default-features = false, features = [\"service-account\"] }\nk8s-openapi = { version = \"0.29\", features = [\"latest\"] }\n",
         main: "use kubeauth_server::KubeauthServer;\n\nfn main() {\n    println!(\"{}\", std::any::type_name::<KubeauthServer>());\n}\n",
     },
 ];

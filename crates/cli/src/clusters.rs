@@ -46,10 +46,8 @@ pub(crate) async fn run(config: &[PathBuf], output: OutputFormat) -> Result<Exit
         .collect();
     let invalid = rows.iter().any(|r| !r.errors.is_empty());
     match output {
-        OutputFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Failure::runtime(&e))?);
-        }
-        OutputFormat::Table => {
+        _ if crate::table::print_structured(output, &rows, |r| r.name.as_str())? => {}
+        _ => {
             let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {

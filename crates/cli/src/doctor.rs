@@ -62,7 +62,7 @@ pub(crate) async fn run(
         None => clusters,
     };
     let total = selected.len();
-    let progress = std::io::stderr().is_terminal() && output == OutputFormat::Table;
+    let progress = std::io::stderr().is_terminal() && output == OutputFormat::Table && !crate::quiet();
 
     // Every cluster at once; one failing or hanging never holds up or hides the others.
     let mut pending: futures::stream::FuturesUnordered<_> = selected
@@ -89,7 +89,7 @@ pub(crate) async fn run(
     while let Some((i, report)) = pending.next().await {
         done += 1;
         if progress {
-            eprint!("\rchecking {total} clusters: {done} done");
+            eprint!("\rchecking {}: {done} done", crate::table::count(total, "cluster"));
         }
         reports[i] = Some(report);
     }
@@ -97,9 +97,8 @@ pub(crate) async fn run(
         eprintln!();
     }
     let reports: Vec<Report> = reports.into_iter().flatten().collect();
-    match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&reports).map_err(|e| Failure::runtime(&e))?),
-        OutputFormat::Table => print_table(&reports),
+    if !crate::table::print_structured(output, &reports, |r| r.cluster.as_str())? {
+        print_table(&reports);
     }
     Ok(if reports.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

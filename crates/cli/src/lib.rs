@@ -35,8 +35,12 @@ struct Cli {
     config: Vec<PathBuf>,
 
     /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides it.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
+
+    /// Only errors on stderr: no warnings, no progress.
+    #[arg(short, long, global = true)]
+    quiet: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -50,6 +54,10 @@ enum OutputFormat {
     Table,
     /// JSON for programs.
     Json,
+    /// YAML for programs and people.
+    Yaml,
+    /// The names alone, one a line (for `xargs` and shell loops).
+    Name,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,7 +150,8 @@ enum Command {
 /// Runs the command with the process's arguments and environment; its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.quiet);
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return failure::exit(Failure::Runtime(format!("cannot start the async runtime: {e}"))),
@@ -153,10 +162,20 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// `--quiet`: no progress lines either.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `--quiet` was given.
+fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
     let default = match verbose {
-        // kube-client logs every failed connection at error level; the commands report those themselves.
-        0 => "warn,kube_client=off,kubeauth=info,kubeauth_server=info",
+        // kube-client logs every failed connection, and the platform verifier every refused certificate, at error
+        // level; the commands report those themselves, with the cluster's name.
+        _ if quiet => "error,kube_client=off,rustls_platform_verifier=off",
+        0 => "warn,kube_client=off,rustls_platform_verifier=off,kubeauth=info,kubeauth_server=info",
         1 => "debug",
         _ => "trace",
     };
@@ -168,8 +187,9 @@ fn init_logging(verbose: u8) {
             filter = filter.add_directive(directive);
         }
     }
-    // Colours only for a person at a terminal, not in files and pipes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Colours only for a person at a terminal, not in files and pipes, and never with NO_COLOR (no-color.org).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 

@@ -188,10 +188,6 @@ impl Kubeauth {
     }
 }
 
-/// The application's Google identity, for the `googleServiceAccount` provider and the gke locator: the key of
-/// `kubernetes.googleServiceAccountCredentials`, else Application Default Credentials. A custom provider put
-/// under `googleServiceAccount` does not change what the gke locator lists clusters as.
-#[cfg(feature = "google-service-account")]
 /// The `aws` provider with the base credentials of Backstage's `aws.mainAccount`: static keys, else a profile,
 /// else the default chain. An unset `${VAR}` makes its key absent, as in Backstage.
 #[cfg(feature = "aws")]
@@ -223,6 +219,10 @@ fn aws_provider(config: &AppConfig, env: &ResolveContext) -> Result<kubeauth_aws
     .build())
 }
 
+/// The application's Google identity, for the `googleServiceAccount` provider and the gke locator: the key of
+/// `kubernetes.googleServiceAccountCredentials`, else Application Default Credentials. A custom provider put
+/// under `googleServiceAccount` does not change what the gke locator lists clusters as.
+#[cfg(feature = "google-service-account")]
 fn google_identity(
     config: &AppConfig,
     env: &ResolveContext,
@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn aws_main_account_keys_come_in_pairs_and_unset_variables_are_absent() {
         let half = "aws:\n  mainAccount:\n    accessKeyId: AKIAEXAMPLE\n    secretAccessKey: ${MAIN_SECRET}\n";
-        let err = built(half, &[]).err().expect("a key id without its secret");
+        let err = built(half, &[]).expect_err("a key id without its secret");
         assert!(
             err.contains("/etc/kubeauth/app-config.yaml") && err.contains("aws.mainAccount.secretAccessKey"),
             "{err}"

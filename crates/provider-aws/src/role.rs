@@ -98,10 +98,7 @@ impl RoleCache {
                     Base::Profile { name, .. } => format!("profile `{name}` (aws.mainAccount.profile)"),
                     _ => "the default chain (environment, profile, SSO, web identity, ECS or EC2 metadata)".into(),
                 };
-                failed(
-                    cluster,
-                    format!("no AWS credentials from {source}: {}", aws_sdk_sts::error::DisplayErrorContext(&e)),
-                )
+                failed(cluster, format!("no AWS credentials from {source}: {}", kubeauth_core::report(&e)))
             })?;
             *held = Some(credentials.clone());
             Ok(credentials)
@@ -196,9 +193,7 @@ impl RoleCache {
             .set_external_id(external_id.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| {
-                failed(cluster, format!("AssumeRole {role} failed: {}", aws_sdk_sts::error::DisplayErrorContext(&e)))
-            })?;
+            .map_err(|e| failed(cluster, format!("AssumeRole {role} failed: {}", kubeauth_core::report(&e))))?;
         let c =
             answer.credentials.ok_or_else(|| failed(cluster, format!("AssumeRole {role} returned no credentials")))?;
         let expiry = SystemTime::try_from(c.expiration).ok();

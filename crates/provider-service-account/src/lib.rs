@@ -23,11 +23,14 @@ use kubeauth_core::{ClusterDetails, Credential, CredentialFuture, Error, ServerS
 /// The folder where Kubernetes mounts a pod's service-account token, CA and namespace.
 pub const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
+/// How the provider reads an environment variable.
+type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// The `serviceAccount` provider. See the [crate docs](crate).
 pub struct ServiceAccountProvider {
     dir: PathBuf,
     token_file: Mutex<Option<TokenFile>>,
-    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: Box<EnvLookup>,
 }
 
 impl std::fmt::Debug for ServiceAccountProvider {
