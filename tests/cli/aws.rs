@@ -61,7 +61,7 @@ fn text(bytes: &[u8]) -> String {
 fn kubectl_namespaces(env: &AwsTestEnv, dir: &Path, config: &Path, extra: &[(&str, &str)]) -> Output {
     let kubeconfig = dir.join("kubeconfig");
     let out = with_env(Command::new(KUBEAUTH), env, dir)
-        .args(["kubeconfig", "--config", config.to_str().unwrap(), "-o", kubeconfig.to_str().unwrap()])
+        .args(["kubeconfig", "--config", config.to_str().unwrap(), "--output-file", kubeconfig.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));

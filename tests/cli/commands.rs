@@ -85,7 +85,13 @@ async fn kubectl_uses_a_kubeconfig_from_kubeauth_kubeconfig() {
     let config = good_and_bad(env, dir.path()).await;
     let run = Run::new(dir.path());
     let kubeconfig = dir.path().join("kubeconfig");
-    let out = run.kubeauth(&["kubeconfig", "--config", config.to_str().unwrap(), "-o", kubeconfig.to_str().unwrap()]);
+    let out = run.kubeauth(&[
+        "kubeconfig",
+        "--config",
+        config.to_str().unwrap(),
+        "--output-file",
+        kubeconfig.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&kubeconfig).unwrap();
     assert!(text.contains("client.authentication.k8s.io/v1") && text.contains("interactiveMode: Never"), "{text}");
@@ -118,6 +124,47 @@ async fn kubectl_uses_a_kubeconfig_from_kubeauth_kubeconfig() {
     let bad = kubectl("bad");
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("Unauthorized"), "the API server's 401: {}", stderr(&bad));
+}
+
+/// `--merge`, as `aws eks update-kubeconfig` and `gcloud container clusters get-credentials`: into kubectl's own
+/// file, entries of the same names replaced, the others kept, the current context the new one, a backup kept.
+#[tokio::test]
+async fn kubeconfig_merges_into_kubectls_own_file_with_a_backup() {
+    let env = TestCluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let config = good_and_bad(env, dir.path()).await;
+    std::fs::create_dir(dir.path().join(".kube")).unwrap();
+    let before = "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster:\n    server: https://other.example.com\n- name: good\n  cluster:\n    server: https://stale.example.com\nusers:\n- name: other-admin\n  user:\n    token: other-token\ncontexts:\n- name: other\n  context:\n    cluster: other\n    user: other-admin\n    namespace: team-a\ncurrent-context: other\n";
+    std::fs::write(dir.path().join(".kube/config"), before).unwrap();
+    let run = Run::new(dir.path()).env("HOME", dir.path().display().to_string()).env("KUBECONFIG", "");
+    let out = run.kubeauth(&["kubeconfig", "--merge", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("current context: good"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join(".kube/config.kubeauth-backup")).unwrap(), before);
+
+    let kubectl = |args: &[&str]| {
+        let out = Command::new(&env.binaries().kubectl)
+            .args(args)
+            .env("HOME", dir.path())
+            .env("KUBECONFIG", "")
+            .env("KUBECACHEDIR", dir.path().join("kubecache"))
+            .env("KUBEAUTH_CACHE_DIR", dir.path().join("cache"))
+            .output()
+            .expect("run kubectl");
+        assert!(out.status.success(), "kubectl {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(kubectl(&["config", "get-contexts", "-o", "name"]), "bad\ngood\nother\n");
+    assert_eq!(kubectl(&["config", "current-context"]), "good\n");
+    assert!(kubectl(&["get", "namespaces", "-o", "name"]).contains("namespace/kube-system"));
+    let merged = kubectl(&["config", "view", "-o", "jsonpath={.clusters[*].cluster.server}"]);
+    assert!(merged.contains("https://other.example.com") && !merged.contains("stale"), "{merged}");
+    assert_eq!(
+        kubectl(&["config", "view", "-o", "jsonpath={.contexts[?(@.name==\"other\")].context.namespace}"]),
+        "team-a"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(dir.path().join(".kube/config")).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
 #[tokio::test]

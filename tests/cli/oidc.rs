@@ -166,7 +166,7 @@ async fn after_login_kubectl_is_the_user_and_asks_the_issuer_nothing() {
     assert!(stderr(&login).contains("open this URL in a browser"), "{}", stderr(&login));
 
     let kubeconfig = ws.path().join("kubeconfig");
-    let out = ws.kubeauth(&["kubeconfig", "-o", kubeconfig.to_str().unwrap()]);
+    let out = ws.kubeauth(&["kubeconfig", "--output-file", kubeconfig.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(std::fs::read_to_string(&kubeconfig).unwrap().contains("interactiveMode: IfAvailable"));
 

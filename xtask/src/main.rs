@@ -7,6 +7,9 @@
 //! - `cargo xtask fuzz [--time SECONDS] [--target NAME] [--jobs N]`: runs the fuzz targets of `fuzz/` (cargo-fuzz,
 //!   installed if missing) for SECONDS each (default 600), in the loopback-only namespace; fails on any crash,
 //!   hang or memory blow-up, and writes `target/fuzz/report.md`.
+//! - `cargo xtask features`: checks each published crate alone with no default features and with each of its
+//!   features alone (features unify across a workspace build, so only this shows a missing one).
+//! - `cargo xtask package`: `cargo package` of every published crate, in dependency order.
 //! - `cargo xtask downstream`: builds crates that use the library as a downstream project does, from path
 //!   dependencies outside the workspace (none of its config, no `K8S_OPENAPI_ENABLED_VERSION`), and reports
 //!   how many crates each builds and how long a clean build takes.
@@ -27,7 +30,9 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("downstream") => downstream(),
-        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check] | downstream | bench [--runs N] [--seconds S] | fuzz [--time SECONDS] [--target NAME] [--jobs N]".into()),
+        Some("features") => features(),
+        Some("package") => package(),
+        _ => Err("usage: cargo xtask test [-- CARGO_TEST_ARGS] | envtest | schema [--check] | downstream | features | package | bench [--runs N] [--seconds S] | fuzz [--time SECONDS] [--target NAME] [--jobs N]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -582,7 +587,7 @@ const DOWNSTREAM: [Downstream; 3] = [
     Downstream {
         name: "toolkit-with-one-provider",
         dependencies: "kubeauth = { path = \"{root}/crates/facade\", default-features = false, features = [\"service-account\"] }\nk8s-openapi = { version = \"0.29\", features = [\"latest\"] }\ntokio = { version = \"1\", features = [\"rt\", \"macros\"] }\n",
-        main: "use kubeauth::{AppConfig, Kubeauth, ResolveContext};\n\n#[tokio::main(flavor = \"current_thread\")]\nasync fn main() -> Result<(), Box<dyn std::error::Error>> {\n    let config = AppConfig::from_yaml_str(\"kubernetes:\\n  clusterLocatorMethods: []\\n\", None)?;\n    let kubeauth = Kubeauth::from_config(&config, &ResolveContext::from_process_env())?;\n    println!(\"{} clusters\", kubeauth.clusters().await?.len());\n    Ok(())\n}\n",
+        main: "use kubeauth::{AppConfig, Kubeauth, ResolveContext};\n\n#[tokio::main(flavor = \"current_thread\")]\nasync fn main() -> Result<(), Box<dyn std::error::Error>> {\n    let env = ResolveContext::from_process_env();\n    let config = AppConfig::from_yaml_str(\"kubernetes:\\n  clusterLocatorMethods: []\\n\", None)?;\n    let kubeauth = Kubeauth::from_config(&config, &env)?;\n    println!(\"{} clusters\", kubeauth.clusters().await?.len());\n    // A locator left out of the build is a clear error, not a silent nothing.\n    let gke = AppConfig::from_yaml_str(\"kubernetes:\\n  clusterLocatorMethods:\\n    - type: gke\\n      projectId: p\\n\", None)?;\n    let error = Kubeauth::from_config(&gke, &env).expect_err(\"gke is left out\").to_string();\n    assert!(error.contains(\"needs the `gke` feature\"), \"{error}\");\n    Ok(())\n}\n",
     },
     Downstream {
         name: "server-embedded",
@@ -597,6 +602,8 @@ fn downstream() -> Result<(), String> {
     let root = root();
     let scratch = std::env::temp_dir().join(format!("kubeauth-downstream-{}", std::process::id()));
     let mut rows = Vec::new();
+    let documented = std::fs::read_to_string(root.join("docs/development.md")).map_err(|e| e.to_string())?;
+    let mut wrong = Vec::new();
     for project in &DOWNSTREAM {
         let dir = scratch.join(project.name);
         std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
@@ -625,6 +632,9 @@ fn downstream() -> Result<(), String> {
         run(cargo(&["build", "--offline", "--quiet"]).env("CARGO_TARGET_DIR", dir.join("target")))
             .map_err(|e| format!("{}: a downstream project does not build: {e}", project.name))?;
         let seconds = started.elapsed().as_secs_f64();
+        // Each project also runs: what it checks holds outside the workspace too.
+        run(&mut Command::new(dir.join("target/debug").join(project.name)))
+            .map_err(|e| format!("{}: the downstream project failed: {e}", project.name))?;
         let tree = cargo(&["tree", "--offline", "--edges", "normal,build", "--prefix", "none", "--format", "{p}"])
             .output()
             .map_err(|e| e.to_string())?;
@@ -634,6 +644,20 @@ fn downstream() -> Result<(), String> {
             .filter(|l| !l.is_empty())
             .collect();
         eprintln!("xtask: {} built in {seconds:.0} s, {} crates", project.name, crates.len());
+        // docs/development.md states each project's crate count: a change to it is a change to the docs too.
+        let stated = documented
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", project.name)))
+            .and_then(|l| l.split('|').nth(3))
+            .and_then(|cell| cell.trim().parse::<usize>().ok());
+        if stated != Some(crates.len()) {
+            wrong.push(format!(
+                "{}: {} crates, docs/development.md says {}",
+                project.name,
+                crates.len(),
+                stated.map_or("nothing".into(), |n| n.to_string())
+            ));
+        }
         rows.push(format!("| `{}` | {} | {seconds:.0} s |", project.name, crates.len()));
     }
     let _ = std::fs::remove_dir_all(&scratch);
@@ -647,5 +671,74 @@ fn downstream() -> Result<(), String> {
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     std::fs::write(out.join("report.md"), &report).map_err(|e| e.to_string())?;
     print!("{report}");
+    if !wrong.is_empty() {
+        return Err(format!("the crate counts changed; update docs/development.md: {}", wrong.join("; ")));
+    }
     Ok(())
+}
+
+/// The workspace's crates from `cargo metadata`: name, whether it is published (not `publish = false`), and
+/// its features.
+fn workspace_crates() -> Result<Vec<(String, bool, Vec<String>)>, String> {
+    let out = Command::new("cargo")
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let packages = metadata["packages"].as_array().ok_or("cargo metadata gave no packages")?;
+    Ok(packages
+        .iter()
+        .map(|p| {
+            let published = p["publish"].as_array().is_none_or(|registries| !registries.is_empty());
+            let features = p["features"]
+                .as_object()
+                .map(|f| f.keys().filter(|k| *k != "default").cloned().collect())
+                .unwrap_or_default();
+            (p["name"].as_str().unwrap_or_default().to_owned(), published, features)
+        })
+        .collect())
+}
+
+/// `cargo check` of each published crate alone: with no default features, then with each feature alone. A
+/// warning fails it as an error does (an import unused without a feature is a wrong `cfg`).
+fn features() -> Result<(), String> {
+    let started = Instant::now();
+    let mut checked = 0;
+    for (name, _, features) in workspace_crates()?.into_iter().filter(|(_, published, _)| *published) {
+        for feature in std::iter::once(None).chain(features.iter().map(Some)) {
+            let mut command = Command::new("cargo");
+            command.args(["check", "--quiet", "--locked", "-p", &name, "--no-default-features"]).current_dir(root());
+            if let Some(feature) = feature {
+                command.args(["--features", feature]);
+            }
+            let shown = format!(
+                "{name} --no-default-features{}",
+                feature.map_or(String::new(), |f| format!(" --features {f}"))
+            );
+            eprintln!("xtask: cargo check -p {shown}");
+            let out = command.output().map_err(|e| e.to_string())?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() || stderr.contains("warning:") {
+                return Err(format!("cargo check -p {shown}:\n{stderr}"));
+            }
+            checked += 1;
+        }
+    }
+    eprintln!("xtask: {checked} feature sets checked in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `cargo package` of every published crate, as `cargo publish` would make them (the workspace's own crates
+/// are found in the order they depend on each other). The packages are not built again here: `cargo xtask
+/// downstream` builds the library outside the workspace.
+fn package() -> Result<(), String> {
+    let mut command = Command::new("cargo");
+    command
+        .args(["package", "--workspace", "--locked", "--offline", "--no-verify", "--allow-dirty"])
+        .current_dir(root());
+    for (name, _, _) in workspace_crates()?.into_iter().filter(|(_, published, _)| !*published) {
+        command.args(["--exclude", &name]);
+    }
+    run(&mut command)
 }

@@ -128,9 +128,16 @@ enum Command {
         /// Only this cluster.
         #[arg(long, value_name = "NAME")]
         cluster: Option<String>,
-        /// Write to this file (mode 0600) instead of stdout.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
+        /// Output format on stdout.
+        #[arg(short, long, value_enum, default_value_t, conflicts_with_all = ["output_file", "merge"])]
+        output: kubeconfig::KubeconfigFormat,
+        /// Write to this file (mode 0600, replaced) instead of stdout.
+        #[arg(long, value_name = "FILE", conflicts_with = "merge")]
+        output_file: Option<PathBuf>,
+        /// Merge into the kubeconfig kubectl reads (the first file of $KUBECONFIG, else ~/.kube/config): entries
+        /// of the same names replaced, the others kept, the previous file kept beside it as *.kubeauth-backup.
+        #[arg(long)]
+        merge: bool,
     },
     /// Serve the Backstage-compatible Kubernetes API: the cluster list and the authenticating proxy.
     Serve {
@@ -226,7 +233,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             login::run_logout(config, target).await
         }
-        Command::Kubeconfig { cluster, output } => kubeconfig::run(config, cluster.as_deref(), output.as_deref()).await,
+        Command::Kubeconfig { cluster, output, output_file, merge } => {
+            let to = match (&output_file, merge) {
+                (Some(file), _) => kubeconfig::Destination::File(file),
+                (None, true) => kubeconfig::Destination::Merge,
+                (None, false) => kubeconfig::Destination::Stdout(output),
+            };
+            kubeconfig::run(config, cluster.as_deref(), to).await
+        }
         Command::Serve { listen } => serve::run(config, listen).await,
         Command::Schema => {
             print!("{}", kubeauth::locator::config_schema_text());

@@ -138,15 +138,10 @@ fn prompter(name: &LoginName, options: PromptOptions) -> impl Fn(Prompt<'_>) + S
     }
 }
 
-/// Starts the user's browser where there is one: `open` on macOS, `xdg-open` under a graphical session.
+/// Starts the user's browser where there is one (see [`browser_program`]).
 fn open_browser(url: &str) {
-    let program = if cfg!(target_os = "macos") {
-        "open"
-    } else if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() {
-        "xdg-open"
-    } else {
-        return;
-    };
+    let Some(program) = browser_program(|name| std::env::var(name).ok(), which) else { return };
+    let program = program.as_str();
     let started = std::process::Command::new(program)
         .arg(url)
         .stdin(std::process::Stdio::null())
@@ -155,5 +150,53 @@ fn open_browser(url: &str) {
         .spawn();
     if let Err(e) = started {
         tracing::debug!(program, error = %e, "cannot start the browser");
+    }
+}
+
+/// The program that opens a URL: `$BROWSER` when set (as git, gh and xdg-utils honour it), `open` on macOS,
+/// Windows' own browser under WSL (`wslview` from wslu, else `explorer.exe`), `xdg-open` under a graphical
+/// session; none on a headless machine, where the URL printed is the way.
+fn browser_program(env: impl Fn(&str) -> Option<String>, on_path: impl Fn(&str) -> bool) -> Option<String> {
+    let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    if let Some(browser) = set("BROWSER") {
+        return Some(browser);
+    }
+    let program = if cfg!(target_os = "macos") {
+        "open"
+    } else if set("WSL_DISTRO_NAME").is_some() || set("WSL_INTEROP").is_some() {
+        if on_path("wslview") { "wslview" } else { "explorer.exe" }
+    } else if set("DISPLAY").is_some() || set("WAYLAND_DISPLAY").is_some() {
+        "xdg-open"
+    } else {
+        return None;
+    };
+    Some(program.to_owned())
+}
+
+/// Whether `program` is on the `PATH`.
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+#[cfg(test)]
+mod browser_tests {
+    use super::browser_program;
+
+    fn with(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    #[cfg(not(target_os = "macos"))]
+    fn the_browser_is_browser_then_wsl_then_xdg_open_else_none() {
+        let nothing = |_: &str| false;
+        assert_eq!(
+            browser_program(with(&[("BROWSER", "firefox"), ("DISPLAY", ":0")]), nothing).as_deref(),
+            Some("firefox")
+        );
+        assert_eq!(browser_program(with(&[("WSL_DISTRO_NAME", "Ubuntu")]), nothing).as_deref(), Some("explorer.exe"));
+        assert_eq!(browser_program(with(&[("WSL_INTEROP", "/run/x")]), |p| p == "wslview").as_deref(), Some("wslview"));
+        assert_eq!(browser_program(with(&[("WAYLAND_DISPLAY", "wayland-0")]), nothing).as_deref(), Some("xdg-open"));
+        assert_eq!(browser_program(with(&[("BROWSER", " ")]), nothing), None, "headless: the printed URL only");
     }
 }

@@ -3,15 +3,30 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+#[cfg(any(feature = "gke", feature = "catalog"))]
 use std::time::Duration;
 
 use kubeauth_core::{ClusterDetails, ProviderSide};
 
 use crate::error::MethodName;
-use crate::{
-    AccessTokenSource, AppConfig, ConfigLocator, GkeLocator, GkeSettings, LocalKubectlProxyLocator, LocatorError,
-    LocatorMethodConfig, ResolveContext,
-};
+use crate::{AppConfig, ConfigLocator, LocalKubectlProxyLocator, LocatorError, ResolveContext};
+#[cfg(feature = "gke")]
+use crate::{GkeLocator, GkeSettings, LocatorMethodConfig};
+
+/// Where the gke locator gets the Google access token it lists clusters with (the googleServiceAccount
+/// provider's identity; the facade wires it).
+pub trait AccessTokenSource: Send + Sync + 'static {
+    /// A token with the `cloud-platform` scope; `context` names the caller in errors.
+    fn access_token<'a>(&'a self, context: &'a str) -> kubeauth_core::CredentialFuture<'a>;
+}
+
+/// The error of a method whose locator this build leaves out.
+#[cfg(any(not(feature = "gke"), not(feature = "catalog")))]
+fn left_out(kind: &str) -> String {
+    format!(
+        "type {kind} needs the `{kind}` feature of kubeauth-cluster-locator (and of kubeauth), which this build leaves out"
+    )
+}
 
 /// What some locator methods need from outside the config: the gke method's Google token, the registry's word
 /// on the catalog's clusters.
@@ -98,6 +113,8 @@ impl CombinedLocator {
         ctx: &ResolveContext,
         services: &LocatorServices,
     ) -> Result<Self, LocatorError> {
+        #[cfg(not(any(feature = "gke", feature = "catalog")))]
+        let _ = services;
         let origin = config.origin.as_deref();
         let ctx = config.resolve_context(ctx);
         let k = &config.kubernetes;
@@ -146,6 +163,11 @@ impl CombinedLocator {
                     fixed_name(&mut config_names, &local, name.clone());
                     Arc::new(LocalKubectlProxyLocator::new(name.clone()))
                 }
+                #[cfg(not(feature = "gke"))]
+                "gke" => return Err(method_error(left_out("gke"))),
+                #[cfg(not(feature = "catalog"))]
+                "catalog" => return Err(method_error(left_out("catalog"))),
+                #[cfg(feature = "gke")]
                 "gke" => {
                     let settings = gke_settings(method, &ctx).map_err(&method_error)?;
                     let token = services.google_token.clone().ok_or_else(|| {
@@ -155,6 +177,7 @@ impl CombinedLocator {
                     })?;
                     Arc::new(GkeLocator::new(settings, name.clone(), token))
                 }
+                #[cfg(feature = "catalog")]
                 "catalog" => {
                     if method.clusters.is_some() || method.project_id.is_some() {
                         return Err(method_error("type catalog takes no `clusters` or `projectId`".into()));
@@ -295,6 +318,7 @@ fn fixed_name(names: &mut HashMap<String, String>, name: &str, source: String) {
 }
 
 /// The resolved settings of a gke method; errors name the key.
+#[cfg(feature = "gke")]
 fn gke_settings(method: &LocatorMethodConfig, ctx: &ResolveContext) -> Result<GkeSettings, String> {
     // An unset variable makes the key absent, as in Backstage; a required key then says it is missing.
     let string = |key: &str, value: &Option<crate::ConfigString>| -> Result<Option<String>, String> {
@@ -345,7 +369,7 @@ fn gke_settings(method: &LocatorMethodConfig, ctx: &ResolveContext) -> Result<Gk
     Ok(settings)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "gke"))]
 mod tests {
     use super::*;
 

@@ -1,17 +1,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubeauth_core::{ClusterDetails, Credential, CredentialFuture, ExposeSecret as _};
+use kubeauth_core::{ClusterDetails, Credential, ExposeSecret as _};
 use serde::Deserialize;
 
+use crate::AccessTokenSource;
 use crate::combined::{ClusterLocator, ClustersFuture};
-
-/// Where the gke locator gets the Google access token it lists clusters with (the googleServiceAccount
-/// provider's identity; the facade wires it).
-pub trait AccessTokenSource: Send + Sync + 'static {
-    /// A token with the `cloud-platform` scope; `context` names the caller in errors.
-    fn access_token<'a>(&'a self, context: &'a str) -> CredentialFuture<'a>;
-}
 
 /// The settings of a `gke` method, resolved.
 #[derive(Debug, Clone)]

@@ -33,19 +33,24 @@
 //! # Ok::<(), kubeauth_cluster_locator::LocatorError>(())
 //! ```
 
+#[cfg(feature = "catalog")]
 pub mod catalog;
 mod combined;
 mod config;
 mod config_locator;
 mod error;
+#[cfg(feature = "gke")]
 mod gke;
 mod layered;
 mod local_kubectl_proxy;
+#[cfg(any(feature = "gke", feature = "catalog"))]
 mod refreshed;
 mod unknown;
 mod value;
 
-pub use combined::{ClusterLocator, ClustersFuture, CombinedLocator, Located, LocatorServices, ProviderCheck};
+pub use combined::{
+    AccessTokenSource, ClusterLocator, ClustersFuture, CombinedLocator, Located, LocatorServices, ProviderCheck,
+};
 pub use config::{
     AppConfig, BackstageAuthConfig, CatalogConfig, ClusterConfig, CorsConfig, KubeauthConfig, KubernetesConfig,
     LimitsConfig, LocatorMethodConfig, LoginConfig, LoginEntry, LoginProviderConfig, ResourceLabel, ServerAuthConfig,
@@ -53,7 +58,8 @@ pub use config::{
 };
 pub use config_locator::ConfigLocator;
 pub use error::LocatorError;
-pub use gke::{AccessTokenSource, GkeLocator, GkeSettings};
+#[cfg(feature = "gke")]
+pub use gke::{GkeLocator, GkeSettings};
 pub use local_kubectl_proxy::LocalKubectlProxyLocator;
 pub use unknown::{UnknownKey, unknown_keys};
 pub use value::{ConfigBool, ConfigString, MAX_FILE_VALUE, ResolveContext};

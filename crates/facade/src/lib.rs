@@ -8,6 +8,8 @@
 //!   cluster (one HTTP/2 connection where the API server offers it), the credential applied by one tower layer
 //!   ([`CredentialLayer`]) that refreshes it ahead of expiry and retries once with a fresh one after a 401.
 //! - Re-exports of the contract ([`kubeauth_core`]) and the cluster locators ([`kubeauth_cluster_locator`]).
+//!   The `gke` and `catalog` locators, which ask a service over HTTP, are the features `gke` and `catalog`
+//!   (default); without them no HTTP client beyond kube's is built in.
 //!
 //! The one path data takes: config text → locator → [`ClusterDetails`] → the registry picks the provider by
 //! the cluster's `authProvider` → [`Credential`] → [`CredentialLayer`] applies it to each HTTP request.
