@@ -363,7 +363,7 @@ fn completions_and_help_exist_for_every_subcommand() {
     let dir = tempfile::tempdir().unwrap();
     let out = Run::new(dir.path()).kubeauth(&["completions", "bash"]);
     assert!(out.status.success() && stdout(&out).contains("kubeauth"));
-    for sub in ["clusters", "doctor", "token", "kubeconfig", "serve", "schema", "completions"] {
+    for sub in ["clusters", "can-i", "doctor", "token", "kubeconfig", "serve", "schema", "completions"] {
         let help = Run::new(dir.path()).kubeauth(&[sub, "--help"]);
         assert!(help.status.success() && stdout(&help).contains("Usage: kubeauth"), "{sub}");
     }

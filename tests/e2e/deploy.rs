@@ -24,6 +24,8 @@ async fn the_manifests_pass_a_server_side_dry_run() {
             .arg(&kubeconfig)
             .args(["apply", "--dry-run=server", "-o", "name", "-f"])
             .arg(&manifests)
+            .arg("-f")
+            .arg(manifests.join("optional"))
             .env("HOME", dir.path())
             .output()
             .unwrap()
@@ -40,6 +42,8 @@ async fn the_manifests_pass_a_server_side_dry_run() {
         "configmap/kubeauth-config",
         "deployment.apps/kubeauth",
         "service/kubeauth",
+        "clusterrole.rbac.authorization.k8s.io/kubeauth-impersonator",
+        "clusterrolebinding.rbac.authorization.k8s.io/kubeauth-impersonator",
     ] {
         assert!(stdout.lines().any(|l| l == object), "{object} missing from:\n{stdout}");
     }

@@ -1,5 +1,6 @@
 //! End to end against one real kube-apiserver (shared by the tests of this binary).
 
+mod access;
 mod attacks;
 mod backstage_frontend;
 mod connector;

@@ -390,15 +390,18 @@ fn fuzz(args: &[String]) -> Result<(), String> {
 /// The criterion benchmark of the cached-credential path; its markdown section.
 fn criterion_bench() -> Result<String, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(&cargo)
-        .current_dir(root())
-        .args(["bench", "--locked", "-p", "kubeauth-core", "--bench", "credential_cache", "--"])
-        .args(["--warm-up-time", "2", "--measurement-time", "5"])
-        .output()
-        .map_err(|e| format!("cannot run cargo bench: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        return Err(format!("the criterion benchmark failed:\n{text}{}", String::from_utf8_lossy(&out.stderr)));
+    let mut text = String::new();
+    for (package, bench) in [("kubeauth-core", "credential_cache"), ("kubeauth-server", "access")] {
+        let out = Command::new(&cargo)
+            .current_dir(root())
+            .args(["bench", "--locked", "-p", package, "--bench", bench, "--"])
+            .args(["--warm-up-time", "2", "--measurement-time", "5"])
+            .output()
+            .map_err(|e| format!("cannot run cargo bench: {e}"))?;
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            return Err(format!("the criterion benchmark failed:\n{text}{}", String::from_utf8_lossy(&out.stderr)));
+        }
     }
     // "NAME\n    time:   [low median high]" (or on one line when the name is short).
     let mut rows = Vec::new();
@@ -426,7 +429,7 @@ fn criterion_bench() -> Result<String, String> {
         }
     }
     Ok(format!(
-        "## The cached-credential path (criterion)\n\nWhat every request through the credential layer pays once its credential is cached.\n\n| benchmark | median per call | 95% interval |\n|---|---|---|\n{}\n",
+        "## Per-request costs (criterion)\n\nWhat every request through the credential layer pays once its credential is cached, and what per-user access (permission rules and impersonation) adds to a proxied request.\n\n| benchmark | median per call | 95% interval |\n|---|---|---|\n{}\n",
         rows.join("\n")
     ))
 }

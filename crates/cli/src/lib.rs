@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 a failure at run time (a provider, a cluster, the network), 2 a wrong config or
 //! wrong usage.
 
+mod can_i;
 mod clusters;
 mod context;
 mod doctor;
@@ -64,6 +65,29 @@ enum OutputFormat {
 enum Command {
     /// List the located clusters: title, URL, auth provider, TLS mode and configuration problems.
     Clusters {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Whether a Backstage user may VERB RESOURCE through `kubeauth serve`, per cluster: by kubeauth's permission
+    /// rules and by the cluster (asked as `kubeauth serve` would ask, impersonating the user where configured).
+    CanI {
+        /// The verb, as the API server names it: get, list, watch, create, update, patch, delete, ...
+        verb: String,
+        /// The resource: pods, pods/exec, deployments.apps, ...
+        resource: String,
+        /// The namespace (none: cluster-wide).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// The user's entity ref, e.g. user:default/alice.
+        #[arg(long = "as", value_name = "USER")]
+        user: String,
+        /// An ownership ref of the user (repeat for each), e.g. group:default/team-a.
+        #[arg(long = "as-group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// Only this cluster.
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t)]
         output: OutputFormat,
@@ -212,6 +236,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let config = cli.config.as_slice();
     match cli.command {
         Command::Clusters { output } => clusters::run(config, output).await,
+        Command::CanI { verb, resource, namespace, user, groups, cluster, output } => {
+            let question = can_i::Question {
+                verb: &verb,
+                resource: &resource,
+                namespace: namespace.as_deref(),
+                user: &user,
+                groups: &groups,
+            };
+            can_i::run(config, cluster.as_deref(), question, output).await
+        }
         Command::Doctor { cluster, output, timeout, strict } => {
             doctor::run(config, cluster.as_deref(), output, timeout, strict).await
         }

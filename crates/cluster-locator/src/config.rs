@@ -130,6 +130,60 @@ pub struct ServerConfig {
     pub allowed_hosts: Option<Vec<String>>,
     /// Bounds on what callers may take.
     pub limits: Option<LimitsConfig>,
+    /// Requests to server-side clusters made for a verified caller impersonate it (`Impersonate-User`,
+    /// `Impersonate-Group`), so that each cluster's RBAC decides per user.
+    pub impersonation: Option<ImpersonationConfig>,
+    /// Allow rules for the proxy and the objects endpoints: once one is set, what no rule allows is refused.
+    pub permissions: Option<Vec<AccessRuleConfig>>,
+}
+
+/// `kubeauth.server.impersonation`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ImpersonationConfig {
+    /// The clusters whose requests impersonate their caller (default: every cluster with a server-side provider).
+    pub clusters: Option<Vec<String>>,
+    /// Put before the user's entity ref in `Impersonate-User` (default: nothing, `user:default/alice`).
+    pub user_prefix: Option<String>,
+    /// Put before each ownership ref of the user's token in `Impersonate-Group` (default `backstage:`).
+    pub group_prefix: Option<String>,
+    /// Who callers that are not verified users (the open API's local caller, static API tokens, a plugin on its
+    /// own) are impersonated as; without it they are refused.
+    pub unverified: Option<ImpersonatedConfig>,
+}
+
+/// `kubeauth.server.impersonation.unverified`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ImpersonatedConfig {
+    /// `Impersonate-User`.
+    pub user: String,
+    /// `Impersonate-Group`s.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// One allow rule of `kubeauth.server.permissions`. Each list matches any of its entries; `*` matches all.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct AccessRuleConfig {
+    /// A name for logs (default `kubeauth.server.permissions[N]`).
+    pub name: Option<String>,
+    /// Who: `user:default/alice`, an ownership ref such as `group:default/team-a`, `plugin:<id>`,
+    /// `bearerTokens[N]`, `local`, or `*`.
+    pub callers: Vec<String>,
+    /// Cluster names (default `*`).
+    pub clusters: Option<Vec<String>>,
+    /// Namespaces (default `*`); a cluster-scoped request, or a list across namespaces, needs `*`.
+    pub namespaces: Option<Vec<String>>,
+    /// Resources as `pods`, `pods/exec`, `deployments.apps`, `deployments.apps/scale`, or `*`.
+    pub resources: Vec<String>,
+    /// Verbs as the API server names them: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+    /// `deletecollection`, or `*`.
+    pub verbs: Vec<String>,
 }
 
 /// `kubeauth.server.cors`.

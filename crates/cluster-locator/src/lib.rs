@@ -52,9 +52,9 @@ pub use combined::{
     AccessTokenSource, ClusterLocator, ClustersFuture, CombinedLocator, Located, LocatorServices, ProviderCheck,
 };
 pub use config::{
-    AppConfig, BackstageAuthConfig, CatalogConfig, ClusterConfig, CorsConfig, KubeauthConfig, KubernetesConfig,
-    LimitsConfig, LocatorMethodConfig, LoginConfig, LoginEntry, LoginProviderConfig, ResourceLabel, ServerAuthConfig,
-    ServerConfig, ServiceLocatorMethod,
+    AccessRuleConfig, AppConfig, BackstageAuthConfig, CatalogConfig, ClusterConfig, CorsConfig, ImpersonatedConfig,
+    ImpersonationConfig, KubeauthConfig, KubernetesConfig, LimitsConfig, LocatorMethodConfig, LoginConfig, LoginEntry,
+    LoginProviderConfig, ResourceLabel, ServerAuthConfig, ServerConfig, ServiceLocatorMethod,
 };
 pub use config_locator::ConfigLocator;
 pub use error::LocatorError;

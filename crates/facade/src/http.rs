@@ -146,4 +146,39 @@ impl ClusterHttpClient {
     pub fn into_service(self) -> BoxCloneSyncService<Request<RequestBody>, Response<Incoming>, BoxError> {
         self.inner
     }
+
+    /// The same client, setting `headers` on every request it sends (replacing any of the same names), e.g.
+    /// `Impersonate-User` for a request made on behalf of someone.
+    pub fn with_headers(self, headers: http::HeaderMap) -> Self {
+        let service = tower::ServiceBuilder::new()
+            .map_request(move |mut request: Request<RequestBody>| {
+                for name in headers.keys() {
+                    request.headers_mut().remove(name);
+                    for value in headers.get_all(name) {
+                        request.headers_mut().append(name.clone(), value.clone());
+                    }
+                }
+                request
+            })
+            .service(self.inner);
+        Self { cluster: self.cluster, inner: BoxCloneSyncService::new(service) }
+    }
+
+    /// A [`kube::Client`] over this client (its requests answered within
+    /// [`KUBE_RESPONSE_TIMEOUT`](crate::KUBE_RESPONSE_TIMEOUT)).
+    pub fn kube_client(self) -> kube::Client {
+        use crate::connector::KUBE_RESPONSE_TIMEOUT;
+        let service = tower::ServiceBuilder::new()
+            .map_request(|request: Request<kube::client::Body>| request.map(RequestBody::from))
+            .service(self.into_service())
+            .map_future(|response| async move {
+                tokio::time::timeout(KUBE_RESPONSE_TIMEOUT, response).await.map_err(|_| {
+                    BoxError::from(format!(
+                        "the API server did not answer within {} s",
+                        KUBE_RESPONSE_TIMEOUT.as_secs()
+                    ))
+                })?
+            });
+        kube::Client::new(service, "default")
+    }
 }

@@ -32,6 +32,9 @@ pub enum ServerError {
     /// The request is malformed (an entity reference that does not parse).
     #[error("{0}")]
     BadRequest(String),
+    /// Refused by kubeauth's own access rules (`kubeauth.server.permissions`, `impersonation`).
+    #[error("{0}")]
+    Forbidden(String),
     /// An entity reference was given but no catalog is configured.
     #[error("kubeauth.catalog is not configured: entity references cannot be resolved")]
     NoCatalog,
@@ -95,6 +98,7 @@ impl ServerError {
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NoCatalog => StatusCode::NOT_IMPLEMENTED,
             Self::Catalog(kubeauth::locator::catalog::CatalogError::NotFound(_)) => StatusCode::NOT_FOUND,
             Self::Catalog(_) => StatusCode::BAD_GATEWAY,

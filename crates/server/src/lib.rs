@@ -16,6 +16,7 @@
 //! Only located clusters are reachable: no URL from a request ever becomes an upstream. Every credential goes
 //! through the facade's credential layer.
 
+pub mod access;
 mod api_auth;
 mod backstage_auth;
 mod error;
@@ -31,6 +32,7 @@ mod state;
 use axum::Router;
 use axum::routing::{any, get, post};
 
+pub use access::Impersonated;
 pub use api_auth::{ApiTokens, Caller};
 pub use backstage_auth::{BackstageCaller, BackstageTokenSettings, BackstageTokens};
 pub use error::ServerError;

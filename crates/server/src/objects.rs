@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use futures::future::join_all;
 use kubeauth::{ClusterDetails, RequestAuth};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{KubeauthServer, ServerError};
+use crate::access::{Attributes, Scope};
+use crate::{Caller, KubeauthServer, ServerError};
 
 /// Which clusters an entity's objects are looked for in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -276,12 +277,13 @@ fn error_type(status: u16) -> &'static str {
 
 pub(crate) async fn service_objects(
     State(server): State<Arc<KubeauthServer>>,
+    Extension(caller): Extension<Caller>,
     Path(service_id): Path<String>,
     Json(request): Json<ServiceRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
     // As Backstage: the entity's name is the service id when it has no backstage.io/kubernetes-id.
     let name = request.entity.metadata.name.clone().filter(|n| !n.is_empty()).unwrap_or(service_id);
-    let items = entity_objects(&server, &request.entity, &name, &request.auth, None).await?;
+    let items = entity_objects(&server, &caller, &request.entity, &name, &request.auth, None).await?;
     Ok(Json(ObjectsResponse { items }))
 }
 
@@ -324,20 +326,22 @@ async fn resolve(server: &KubeauthServer, entity_ref: &str) -> Result<(Entity, S
 
 pub(crate) async fn workloads_query(
     State(server): State<Arc<KubeauthServer>>,
+    Extension(caller): Extension<Caller>,
     Json(request): Json<WorkloadsRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
     let (entity, name) = resolve(&server, &request.entity_ref).await?;
-    let items = entity_objects(&server, &entity, &name, &request.auth, None).await?;
+    let items = entity_objects(&server, &caller, &entity, &name, &request.auth, None).await?;
     Ok(Json(ObjectsResponse { items }))
 }
 
 pub(crate) async fn custom_query(
     State(server): State<Arc<KubeauthServer>>,
+    Extension(caller): Extension<Caller>,
     Json(request): Json<CustomRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
     let custom = custom_fetches(&request.custom_resources, server.gates().limits().max_custom_resources)?;
     let (entity, name) = resolve(&server, &request.entity_ref).await?;
-    let items = entity_objects(&server, &entity, &name, &request.auth, Some(&custom)).await?;
+    let items = entity_objects(&server, &caller, &entity, &name, &request.auth, Some(&custom)).await?;
     Ok(Json(ObjectsResponse { items }))
 }
 
@@ -402,6 +406,7 @@ fn is_dns_subdomain(text: &str) -> bool {
 /// standard object types and each cluster's custom resources, or only the `custom` list paths when given.
 async fn entity_objects(
     server: &KubeauthServer,
+    caller: &Caller,
     entity: &Entity,
     service_id: &str,
     auth: &RequestAuth,
@@ -435,7 +440,8 @@ async fn entity_objects(
         ServiceLocator::CatalogRelation => depends_on(&c.name),
     });
     let mut items =
-        join_all(clusters.map(|cluster| objects_of(server, cluster, auth, &label_selector, namespace, custom))).await;
+        join_all(clusters.map(|cluster| objects_of(server, caller, cluster, auth, &label_selector, namespace, custom)))
+            .await;
     // As Backstage: a cluster with neither an object nor an error is left out.
     items.retain(|c| !c.errors.is_empty() || c.resources.iter().any(|r| !r.resources.is_empty()));
     Ok(items)
@@ -443,6 +449,7 @@ async fn entity_objects(
 
 async fn objects_of(
     server: &KubeauthServer,
+    caller: &Caller,
     cluster: &ClusterDetails,
     auth: &RequestAuth,
     label_selector: &str,
@@ -461,7 +468,7 @@ async fn objects_of(
         pod_metrics: Vec::new(),
         errors: Vec::new(),
     };
-    let client = match server.client(cluster, auth).await {
+    let client = match server.client(cluster, auth, caller).await {
         Ok(client) => client,
         Err(error) => {
             let missing_token = matches!(
@@ -509,11 +516,32 @@ async fn objects_of(
             }
         }
     }
+    // kubeauth's rules: a type the caller may not list is not asked for; one it may list in some namespaces only
+    // is kept to those.
+    let permissions = server.permissions();
+    let scope_of = |path: &str| {
+        let attributes = Attributes::of(&http::Method::GET, path, None);
+        let resource = attributes.resource.unwrap_or_default();
+        permissions.list_scope(caller, &cluster.name, &resource, attributes.namespace.as_deref())
+    };
+    let fetches: Vec<(&str, Vec<String>, Scope)> = fetches
+        .into_iter()
+        .filter_map(|(name, paths)| {
+            let scope = paths.first().map_or(Scope::Nothing, |p| scope_of(p));
+            (scope != Scope::Nothing).then_some((name, paths, scope))
+        })
+        .collect();
     // The cluster's list requests, of every query, take turns.
     let turns = server.gates().cluster(&cluster.name);
-    let results = join_all(fetches.iter().map(|(name, paths)| async {
-        let _turn = turns.acquire().await;
-        fetch(&client, name, paths, &list).await
+    let (client_ref, turns_ref, list_ref) = (&client, &turns, &list);
+    let results = join_all(fetches.iter().map(|(name, paths, scope)| async move {
+        let _turn = turns_ref.acquire().await;
+        fetch(client_ref, name, paths, list_ref).await.map(|mut resources| {
+            if let Scope::Namespaces(allowed) = scope {
+                resources.resources.retain(|item| namespace_of(item).is_some_and(|ns| allowed.contains(&ns)));
+            }
+            resources
+        })
     }))
     .await;
     for result in results {
@@ -522,12 +550,27 @@ async fn objects_of(
             Err(error) => objects.errors.push(error),
         }
     }
-    if !cluster.skip_metrics_lookup {
+    // Pod metrics need the metrics of every namespace (they are listed per namespace of the pods found).
+    let metrics_allowed = scope_of("/apis/metrics.k8s.io/v1beta1/pods") == Scope::All;
+    if !cluster.skip_metrics_lookup && metrics_allowed {
         let (usage, errors) = pod_metrics(&client, &turns, &objects.resources, &list).await;
         objects.pod_metrics = usage;
         objects.errors.extend(errors);
     }
     objects
+}
+
+/// The namespace of an object of a list.
+fn namespace_of(item: &RawValue) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Item {
+        metadata: Metadata,
+    }
+    #[derive(Deserialize)]
+    struct Metadata {
+        namespace: Option<String>,
+    }
+    serde_json::from_str::<Item>(item.get()).ok()?.metadata.namespace
 }
 
 /// `/api/v1/pods` → `/api/v1/namespaces/{ns}/pods` when the entity names a namespace.
@@ -589,7 +632,8 @@ async fn list_at<T: serde::de::DeserializeOwned>(
     let request =
         kube::core::Request::new(path).list(list).map_err(|e| failed("FETCH_ERROR", None, Some(e.to_string())))?;
     client.request::<T>(request).await.map_err(|e| match e {
-        kube::Error::Api(status) => failed(error_type(status.code), Some(status.code), None),
+        // Backstage's error entry, with the API server's own words kept in `message` (who was refused what).
+        kube::Error::Api(status) => failed(error_type(status.code), Some(status.code), Some(status.message)),
         other => failed("FETCH_ERROR", None, Some(kubeauth::report(&other))),
     })
 }

@@ -171,7 +171,17 @@ pub(crate) async fn proxy(
     let cluster_name = parts.headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok()).map(str::trim);
     let cluster = server.cluster(cluster_name).await?;
     let auth = request_auth_from_headers(&parts.headers);
-    let client = server.http_client(&cluster, &auth, callers_own_credential(&parts.headers)?).await?;
+    // kubeauth's own rules, before anything reaches the cluster (an upgrade to exec included).
+    let caller = parts.extensions.get::<crate::Caller>().cloned().unwrap_or(crate::Caller::Local);
+    let attributes = crate::access::Attributes::of(&parts.method, target.path(), target.query());
+    server.permissions().check(&caller, &cluster.name, &attributes)?;
+    let callers_own = callers_own_credential(&parts.headers)?;
+    // The caller's own credential is the caller already; else the server's identity impersonates it.
+    let impersonated = match callers_own {
+        Some(_) => None,
+        None => server.impersonated(&cluster, &caller)?,
+    };
+    let client = server.http_client(&cluster, &auth, callers_own).await?;
     let cluster_path = cluster.url.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_default();
 
     let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -193,6 +203,9 @@ pub(crate) async fn proxy(
         .body(body)
         .map_err(|e| ServerError::Upstream { cluster: cluster.name.clone(), message: e.to_string() })?;
     *upstream.headers_mut() = upstream_headers(&parts.headers);
+    if let Some(identity) = &impersonated {
+        upstream.headers_mut().extend(identity.headers()?);
+    }
     if let Some(protocol) = &protocol {
         upstream.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         upstream.headers_mut().insert(header::UPGRADE, protocol.clone());

@@ -24,6 +24,8 @@ pub struct KubeauthServer {
     gates: Arc<crate::limits::Gates>,
     object_fetches: Vec<crate::objects::ObjectFetch>,
     default_custom_resources: Vec<kubeauth::core::CustomResourceMatcher>,
+    impersonation: Option<crate::access::Impersonation>,
+    permissions: crate::access::Permissions,
 }
 
 impl std::fmt::Debug for KubeauthServer {
@@ -50,6 +52,8 @@ impl KubeauthServer {
             gates: Arc::new(crate::limits::Gates::new(crate::Limits::default())),
             object_fetches: crate::objects::object_fetches(&Default::default(), None).unwrap_or_default(),
             default_custom_resources: Vec::new(),
+            impersonation: None,
+            permissions: crate::access::Permissions::default(),
         }
     }
 
@@ -102,6 +106,9 @@ impl KubeauthServer {
             })?;
             server.default_custom_resources.push(matcher);
         }
+        let settings = &config.kubeauth.server;
+        server.impersonation = settings.impersonation.as_ref().map(crate::access::Impersonation::from_config);
+        server.permissions = crate::access::Permissions::from_config(settings.permissions.as_deref());
         let tokens = api_tokens(config, env)?;
         let backstage = backstage_tokens(config, env)?;
         server.auth = Arc::new(crate::api_auth::ApiAuth { tokens, backstage });
@@ -252,13 +259,45 @@ impl KubeauthServer {
         Ok(LocatedCluster { list, index })
     }
 
-    /// A kube client for `cluster`, over the connector's connections of the cluster.
+    /// Who requests to `cluster` for `caller` impersonate, when `kubeauth.server.impersonation` applies to it.
+    pub(crate) fn impersonated(
+        &self,
+        cluster: &ClusterDetails,
+        caller: &crate::Caller,
+    ) -> Result<Option<crate::Impersonated>, ServerError> {
+        let Some(impersonation) = &self.impersonation else { return Ok(None) };
+        let server_side = self
+            .kubeauth
+            .registry()
+            .provider_for(cluster)
+            .is_ok_and(|(_, provider)| provider.side() == kubeauth::ProviderSide::Server);
+        if !impersonation.applies_to(cluster, server_side) {
+            return Ok(None);
+        }
+        impersonation.identity(caller).map(Some)
+    }
+
+    /// `kubeauth.server.permissions`.
+    pub(crate) fn permissions(&self) -> &crate::access::Permissions {
+        &self.permissions
+    }
+
+    /// A kube client for `cluster` made for `caller`, over the connector's connections of the cluster: it
+    /// impersonates the caller where `kubeauth.server.impersonation` says so.
     pub(crate) async fn client(
         &self,
         cluster: &ClusterDetails,
         auth: &RequestAuth,
+        caller: &crate::Caller,
     ) -> Result<kube::Client, ServerError> {
-        Ok(self.kubeauth.connector().kube_client(cluster, auth).await?)
+        match self.impersonated(cluster, caller)? {
+            None => Ok(self.kubeauth.connector().kube_client(cluster, auth).await?),
+            Some(identity) => {
+                let headers = identity.headers()?;
+                let http = self.kubeauth.connector().http_client(cluster, auth).await?;
+                Ok(http.with_headers(headers).kube_client())
+            }
+        }
     }
 
     /// The proxy's raw client for `cluster`, over the same connections: with the caller's own credential when

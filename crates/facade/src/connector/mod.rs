@@ -11,8 +11,8 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use kubeauth_core::{BoxError, ClusterDetails, Credential, CredentialFuture, ExposeSecret as _, RequestAuth};
+use tower::Layer as _;
 use tower::util::BoxCloneSyncService;
-use tower::{Layer as _, ServiceBuilder, ServiceExt as _};
 
 pub use tls::connection_config;
 use transport::Transport;
@@ -333,15 +333,7 @@ fn http_client(ready: &Arc<Ready>, layer: CredentialLayer) -> ClusterHttpClient 
 }
 
 fn kube_client(http: ClusterHttpClient) -> kube::Client {
-    let service = ServiceBuilder::new()
-        .map_request(|request: Request<kube::client::Body>| request.map(RequestBody::from))
-        .service(http.into_service())
-        .map_future(|response| async move {
-            tokio::time::timeout(KUBE_RESPONSE_TIMEOUT, response).await.map_err(|_| {
-                BoxError::from(format!("the API server did not answer within {} s", KUBE_RESPONSE_TIMEOUT.as_secs()))
-            })?
-        });
-    kube::Client::new(service, "default")
+    http.kube_client()
 }
 
 /// A server-side provider bound to one cluster: the source of the entry's shared credential layer.
