@@ -632,8 +632,12 @@ async fn list_at<T: serde::de::DeserializeOwned>(
     let request =
         kube::core::Request::new(path).list(list).map_err(|e| failed("FETCH_ERROR", None, Some(e.to_string())))?;
     client.request::<T>(request).await.map_err(|e| match e {
-        // Backstage's error entry, with the API server's own words kept in `message` (who was refused what).
-        kube::Error::Api(status) => failed(error_type(status.code), Some(status.code), Some(status.message)),
+        // Backstage's error entry; for a refusal, the API server's own words kept in `message` (who was refused
+        // what: with impersonation, the impersonated user, or a server identity that may not impersonate).
+        kube::Error::Api(status) => {
+            let message = matches!(status.code, 401 | 403).then_some(status.message);
+            failed(error_type(status.code), Some(status.code), message)
+        }
         other => failed("FETCH_ERROR", None, Some(kubeauth::report(&other))),
     })
 }
