@@ -54,18 +54,21 @@ async fn the_configuration_in_the_configmap_is_valid() {
     let text = std::fs::read_to_string(deploy_dir().join("configmap.yaml")).unwrap();
     let configmap: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
     let app_config = configmap["data"]["app-config.yaml"].as_str().unwrap();
-    // The pod's CA file, here: a CA certificate at another path.
-    let in_pod = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
-    assert!(app_config.contains(in_pod));
+    // Its clusters are kubeauth's embedded in-cluster default, as `kubeauth serve` in a pod runs with no config.
+    let kubernetes = |yaml: &str| serde_saphyr::from_str::<serde_json::Value>(yaml).unwrap()["kubernetes"].clone();
+    assert_eq!(kubernetes(app_config), kubernetes(kubeauth::EMBEDDED_IN_CLUSTER_CONFIG));
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.crt");
-    std::fs::write(&ca, kubeauth_testkit::pki::TestCa::new("pod").cert_pem()).unwrap();
-    let app_config = app_config.replace(in_pod, ca.to_str().unwrap());
-    let config = AppConfig::from_yaml_str(&app_config, None).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), kubeauth_testkit::pki::TestCa::new("pod").cert_pem()).unwrap();
+    let config = AppConfig::from_yaml_str(app_config, None).unwrap();
     let ctx = ResolveContext::new(|name| (name == "KUBEAUTH_API_TOKEN").then(|| "a".repeat(64)));
     // The pod's token file, here: the projected-token folder of a pod, imitated.
     std::fs::write(dir.path().join("token"), "a-projected-token").unwrap();
-    let in_pod = kubeauth_service_account::ServiceAccountProvider::with_token_dir(dir.path());
+    let in_pod =
+        kubeauth_service_account::ServiceAccountProvider::with_token_dir(dir.path()).with_env(|name| match name {
+            "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".into()),
+            "KUBERNETES_SERVICE_PORT" => Some("443".into()),
+            _ => None,
+        });
     let kubeauth = Kubeauth::builder(&config, &ctx)
         .unwrap()
         .replace_provider("serviceAccount", kubeauth::Provider::server(in_pod))

@@ -133,4 +133,15 @@ async fn in_a_pod_a_cluster_without_token_reaches_the_pods_own_api_server() {
     assert!(names.contains(&"sa-in-pod".to_owned()), "{names:?}");
     // Outside a pod, the located url: nothing answers there.
     assert!(namespaces(connect(provider(None)).await).await.is_err());
+
+    // With no config at all, inside the pod: the embedded default is the pod's own cluster, and it answers.
+    let env_in_pod = |name: &str| (name == "KUBERNETES_SERVICE_HOST").then(|| "127.0.0.1".to_owned());
+    let default = AppConfig::embedded_default_here(env_in_pod, mount.path());
+    let located =
+        CombinedLocator::from_config(&default, &ResolveContext::new(|_| None)).unwrap().clusters().await.unwrap();
+    assert_eq!(located[0].name, "in-cluster");
+    let mut registry = Registry::with_defaults();
+    registry.replace("serviceAccount", kubeauth::Provider::server(provider(Some("127.0.0.1")))).unwrap();
+    let client = kubeauth::Connector::new(registry).kube_client(&located[0], &RequestAuth::none()).await.unwrap();
+    assert!(namespaces(client).await.unwrap().contains(&"sa-in-pod".to_owned()));
 }

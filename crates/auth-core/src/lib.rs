@@ -34,6 +34,9 @@ mod request_auth;
 pub mod store;
 
 pub use cache::{CachedCredential, CredentialCache, KeyedCredentialCache};
+
+/// The folder where Kubernetes mounts a pod's service-account token (`token`), CA (`ca.crt`) and namespace.
+pub const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 pub use chain::ServerSideChain;
 pub use cluster::{ClusterDetails, CustomResourceMatcher, ValidationIssue};
 pub use credential::{Credential, CredentialKind};

@@ -35,8 +35,11 @@ pub(crate) fn load_config(explicit: &[PathBuf]) -> Result<LoadedConfig, Failure>
     if Path::new("app-config.yaml").is_file() {
         tracing::info!("./app-config.yaml is not read unless named: pass --config app-config.yaml");
     }
-    tracing::debug!("no config given: using the embedded default (the localKubectlProxy locator)");
-    Ok(LoadedConfig { config: AppConfig::embedded_default(), files: Vec::new() })
+    // Inside a pod, the pod's own cluster; elsewhere the localKubectlProxy locator.
+    let config =
+        AppConfig::embedded_default_here(|name| std::env::var(name).ok(), Path::new(kubeauth::core::IN_CLUSTER_DIR));
+    tracing::debug!(methods = ?config.kubernetes.cluster_locator_methods.iter().map(|m| &m.kind).collect::<Vec<_>>(), "no config given: using the embedded default");
+    Ok(LoadedConfig { config, files: Vec::new() })
 }
 
 /// The toolkit every command uses: the default providers set up from the config, its locators and logins.

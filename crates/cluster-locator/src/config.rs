@@ -623,6 +623,21 @@ impl AppConfig {
     pub fn embedded_default() -> Self {
         Self::from_yaml_str(crate::EMBEDDED_DEFAULT_CONFIG, None).unwrap_or_default()
     }
+
+    /// The embedded default for where this process runs: inside a Kubernetes pod (`KUBERNETES_SERVICE_HOST`
+    /// set, read through `env`, and the pod's token in `service_account_dir`, normally
+    /// [`IN_CLUSTER_DIR`](kubeauth_core::IN_CLUSTER_DIR)) the pod's own cluster
+    /// ([`EMBEDDED_IN_CLUSTER_CONFIG`](crate::EMBEDDED_IN_CLUSTER_CONFIG)); elsewhere the `localKubectlProxy`
+    /// locator.
+    pub fn embedded_default_here(env: impl Fn(&str) -> Option<String>, service_account_dir: &Path) -> Self {
+        let in_pod = env("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty())
+            && service_account_dir.join("token").is_file();
+        if in_pod {
+            Self::from_yaml_str(crate::EMBEDDED_IN_CLUSTER_CONFIG, None).unwrap_or_default()
+        } else {
+            Self::embedded_default()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,20 @@ pub use local_kubectl_proxy::LocalKubectlProxyLocator;
 pub use unknown::{UnknownKey, unknown_keys};
 pub use value::{ConfigBool, ConfigString, MAX_FILE_VALUE, ResolveContext};
 
+/// The config an application runs on inside a Kubernetes pod when it is given none: the pod's own cluster,
+/// through the `serviceAccount` provider with the pod's token (which, in a pod, reaches the pod's API server with
+/// the pod's CA).
+pub const EMBEDDED_IN_CLUSTER_CONFIG: &str = "\
+kubernetes:
+  clusterLocatorMethods:
+    - type: config
+      clusters:
+        - name: in-cluster
+          title: This cluster
+          url: https://kubernetes.default.svc
+          authProvider: serviceAccount
+";
+
 /// The config an application runs on when it is given none: the `localKubectlProxy` locator, so that a
 /// `kubectl proxy` on the default port is reachable out of the box.
 pub const EMBEDDED_DEFAULT_CONFIG: &str = "\

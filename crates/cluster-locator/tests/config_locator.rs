@@ -272,6 +272,24 @@ fn the_embedded_default_is_the_local_kubectl_proxy() {
 }
 
 #[test]
+fn inside_a_pod_the_embedded_default_is_the_pods_own_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let in_pod = |name: &str| (name == "KUBERNETES_SERVICE_HOST").then(|| "10.96.0.1".to_owned());
+    // The variable without the token, or the token without the variable: not a pod.
+    let kind = |config: AppConfig| config.kubernetes.cluster_locator_methods[0].kind.clone();
+    assert_eq!(kind(AppConfig::embedded_default_here(in_pod, dir.path())), "localKubectlProxy");
+    std::fs::write(dir.path().join("token"), "t").unwrap();
+    assert_eq!(kind(AppConfig::embedded_default_here(|_| None, dir.path())), "localKubectlProxy");
+    let config = AppConfig::embedded_default_here(in_pod, dir.path());
+    assert_eq!(kind(config.clone()), "config");
+    let cluster = &config.kubernetes.cluster_locator_methods[0].clusters.as_ref().unwrap()[0];
+    assert!(
+        matches!(&cluster.value.name, Some(kubeauth_cluster_locator::ConfigString::Literal(n)) if n == "in-cluster")
+    );
+    assert!(config.unknown_keys.is_empty());
+}
+
+#[test]
 fn unrelated_top_level_keys_and_empty_files_are_fine() {
     let config = AppConfig::from_yaml_str("backend:\n  baseUrl: http://localhost:7007\ncatalog: {}\n", None).unwrap();
     assert!(config.kubernetes.cluster_locator_methods.is_empty());

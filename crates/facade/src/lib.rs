@@ -49,8 +49,8 @@ pub use layer::{
 pub use registry::{Provider, Registry};
 
 pub use kubeauth_cluster_locator::{
-    AppConfig, ClusterLocator, CombinedLocator, ConfigLocator, EMBEDDED_DEFAULT_CONFIG, LocalKubectlProxyLocator,
-    Located, LocatorError, ResolveContext,
+    AppConfig, ClusterLocator, CombinedLocator, ConfigLocator, EMBEDDED_DEFAULT_CONFIG, EMBEDDED_IN_CLUSTER_CONFIG,
+    LocalKubectlProxyLocator, Located, LocatorError, ResolveContext,
 };
 pub use kubeauth_core::{
     ClientSideProvider, ClusterDetails, Credential, CredentialCache, CredentialFuture, CredentialKind,

@@ -20,8 +20,7 @@ use std::time::SystemTime;
 
 use kubeauth_core::{ClusterDetails, Credential, CredentialFuture, Error, ServerSideProvider, ValidationIssue};
 
-/// The folder where Kubernetes mounts a pod's service-account token, CA and namespace.
-pub const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub use kubeauth_core::IN_CLUSTER_DIR;
 
 /// How the provider reads an environment variable.
 type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
