@@ -53,7 +53,7 @@ pub(crate) async fn run(config: &[PathBuf], only: Option<&str>, to: Destination<
     match to {
         Destination::Stdout(KubeconfigFormat::Yaml) => print!("{}", yaml(&document)?),
         Destination::Stdout(KubeconfigFormat::Json) => {
-            println!("{}", serde_json::to_string_pretty(&document).map_err(|e| Failure::Runtime(e.to_string()))?)
+            println!("{}", serde_json::to_string_pretty(&document).map_err(|e| Failure::Runtime(e.to_string()))?);
         }
         Destination::File(path) => write_private(path, &yaml(&document)?)?,
         Destination::Merge => {
