@@ -167,6 +167,29 @@ async fn kubeconfig_merges_into_kubectls_own_file_with_a_backup() {
     assert_eq!(std::fs::metadata(dir.path().join(".kube/config")).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
+/// Shell completion offers the config's cluster names (as kubectl and gh complete theirs), from the config
+/// alone: `source <(COMPLETE=bash kubeauth)`.
+#[test]
+fn the_shell_completes_cluster_names_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - {name: prod-eu, url: https://a.example.com, authProvider: serviceAccount}\n        - {name: prod-us, url: https://b.example.com, authProvider: serviceAccount}\n        - {name: dev, url: https://c.example.com, authProvider: serviceAccount}\n    - type: localKubectlProxy\n      namePrefix: laptop-\n",
+    )
+    .unwrap();
+    let run = Run::new(dir.path()).env("COMPLETE", "fish");
+    let out = run.kubeauth(&["--", "kubeauth", "token", "--cluster", "prod"]);
+    assert_eq!(stdout(&out), "prod-eu\nprod-us\n", "{}", stderr(&out));
+    let out = run.kubeauth(&["--", "kubeauth", "doctor", "--cluster", ""]);
+    assert_eq!(stdout(&out), "prod-eu\nprod-us\ndev\nlaptop-local\n", "{}", stderr(&out));
+    let script = Run::new(dir.path()).env("COMPLETE", "bash").kubeauth(&[]);
+    assert!(
+        stdout(&script).contains("complete -o nospace") || stdout(&script).contains("complete -F"),
+        "{}",
+        stdout(&script)
+    );
+}
+
 #[tokio::test]
 async fn doctor_reports_one_good_and_one_bad_cluster() {
     let env = TestCluster::shared();

@@ -82,3 +82,29 @@ pub(crate) fn tls_mode(cluster: &ClusterDetails) -> &'static str {
         "system roots"
     }
 }
+
+/// The names of the clusters a config names itself (its `config` methods' clusters, and `localKubectlProxy`'s),
+/// without running a locator: what shell completion offers.
+pub(crate) fn configured_cluster_names(config: &AppConfig) -> Vec<String> {
+    let ctx = config.resolve_context(&ResolveContext::from_process_env());
+    let mut names = Vec::new();
+    for method in &config.kubernetes.cluster_locator_methods {
+        let prefix =
+            method.name_prefix.as_ref().and_then(|p| p.resolve_optional(&ctx).ok().flatten()).unwrap_or_default();
+        match method.kind.as_str() {
+            "config" => names.extend(
+                method
+                    .clusters
+                    .iter()
+                    .flatten()
+                    .filter_map(|c| c.value.name.as_ref()?.resolve(&ctx).ok())
+                    .map(|name| format!("{prefix}{name}")),
+            ),
+            "localKubectlProxy" => {
+                names.push(format!("{prefix}{}", kubeauth::LocalKubectlProxyLocator::CLUSTER_NAME));
+            }
+            _ => {}
+        }
+    }
+    names
+}

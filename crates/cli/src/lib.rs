@@ -86,7 +86,7 @@ enum Command {
         #[arg(long = "as-group", value_name = "GROUP")]
         groups: Vec<String>,
         /// Only this cluster.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = cluster_names())]
         cluster: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t)]
@@ -95,7 +95,7 @@ enum Command {
     /// Check each cluster: credential, API server reachable, identity, permission to list namespaces.
     Doctor {
         /// Only this cluster.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = cluster_names())]
         cluster: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t)]
@@ -110,7 +110,7 @@ enum Command {
     /// Print an ExecCredential for a cluster: the kubectl exec-credential plugin.
     Token {
         /// The cluster.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = cluster_names())]
         cluster: String,
         /// For oidc, google and aks clusters, when a new login is needed and kubectl allows prompting: use the
         /// device flow (a code to enter on another device) instead of the browser.
@@ -123,7 +123,7 @@ enum Command {
     /// Log in to the identity provider of oidc, google and aks clusters (`kubeauth.login` in the config).
     Login {
         /// The identity provider this cluster needs.
-        #[arg(long, value_name = "NAME", conflicts_with = "provider")]
+        #[arg(long, value_name = "NAME", conflicts_with = "provider", add = cluster_names())]
         cluster: Option<String>,
         /// The identity provider: `oidc.<name>`, `google` or `aks`. Default: the only one configured.
         #[arg(long, value_name = "NAME")]
@@ -138,7 +138,7 @@ enum Command {
     /// Forget the login session of an identity provider, or every session with --all.
     Logout {
         /// The identity provider this cluster needs.
-        #[arg(long, value_name = "NAME", conflicts_with_all = ["provider", "all"])]
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["provider", "all"], add = cluster_names())]
         cluster: Option<String>,
         /// The identity provider: `oidc.<name>`, `google` or `aks`.
         #[arg(long, value_name = "NAME", conflicts_with = "all")]
@@ -150,7 +150,7 @@ enum Command {
     /// Write a kubeconfig whose users run `kubeauth token` for the located clusters.
     Kubeconfig {
         /// Only this cluster.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = cluster_names())]
         cluster: Option<String>,
         /// Output format on stdout.
         #[arg(short, long, value_enum, default_value_t, conflicts_with_all = ["output_file", "merge"])]
@@ -171,15 +171,36 @@ enum Command {
     },
     /// Print the JSON Schema of the config.
     Schema,
-    /// Print a shell completion script.
+    /// Print a static shell completion script (for completions that also offer the cluster names, see
+    /// `COMPLETE=<shell> kubeauth` in docs/cli.md).
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
 }
 
+/// Completes `--cluster` with the names of the clusters of `KUBEAUTH_CONFIG` (or the embedded default), read
+/// from the config alone: no locator asks a service while the user presses Tab.
+fn cluster_names() -> clap_complete::engine::ArgValueCompleter {
+    clap_complete::engine::ArgValueCompleter::new(|current: &std::ffi::OsStr| {
+        let current = current.to_string_lossy();
+        let files: Vec<PathBuf> = std::env::var_os("KUBEAUTH_CONFIG")
+            .map(|v| v.to_string_lossy().split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect())
+            .unwrap_or_default();
+        let Ok(loaded) = context::load_config(&files) else { return Vec::new() };
+        context::configured_cluster_names(&loaded.config)
+            .into_iter()
+            .filter(|name| name.starts_with(current.as_ref()))
+            .map(clap_complete::engine::CompletionCandidate::new)
+            .collect()
+    })
+}
+
 /// Runs the command with the process's arguments and environment; its exit code.
 pub fn main() -> ExitCode {
+    // `COMPLETE=bash kubeauth` prints the script that asks kubeauth itself for completions, cluster names included;
+    // with the completion protocol's arguments, the completions. Nothing else runs then.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
