@@ -500,3 +500,37 @@ fn several_configs_merge_as_backstage_merges_them() {
     let text = stdout(&kubeconfig);
     assert!(text.contains("app-config.yaml") && text.contains("app-config.production.yaml"), "{text}");
 }
+
+/// `HTTPS_PROXY` and `NO_PROXY`, as curl and kubectl read them: the API server's name here resolves nowhere, so
+/// only the proxy (which maps it) reaches it; `NO_PROXY` sends the connection direct, where the name fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environments_proxy_carries_the_connections_unless_no_proxy_says_otherwise() {
+    use kubeauth_testkit::forward::ConnectProxy;
+    let env = TestCluster::shared();
+    let proxy = ConnectProxy::start(None, &[("kubernetes.kubeauth.test", "127.0.0.1".parse().unwrap())]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = env.url().rsplit(':').next().unwrap().to_owned();
+    let config = config_file(
+        dir.path(),
+        &format!(
+            "        - name: behind-proxy\n          url: https://kubernetes.kubeauth.test:{port}\n          caData: {}\n          authProvider: serviceAccount\n          serviceAccountToken: {}\n",
+            env.ca().ca_data(),
+            env.admin_token()
+        ),
+    );
+    let doctor = |no_proxy: &str| {
+        let run = Run::new(dir.path()).env("HTTPS_PROXY", proxy.url()).env("NO_PROXY", no_proxy);
+        run.kubeauth(&["doctor", "-o", "json", "--config", config.to_str().unwrap()])
+    };
+    // The proxy runs on this test's runtime: the command blocks one worker, the proxy has the other.
+    let out = doctor("");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["ok"], true, "{report:#}{}", stderr(&out));
+    assert_eq!(report[0]["viaProxy"], proxy.url(), "doctor says which proxy: {report:#}");
+    assert_eq!(proxy.tunnels().first().map(String::as_str), Some(format!("kubernetes.kubeauth.test:{port}").as_str()));
+
+    let before = proxy.tunnels().len();
+    let out = doctor(".kubeauth.test");
+    assert_eq!(out.status.code(), Some(1), "direct, the name does not resolve: {}", stdout(&out));
+    assert_eq!(proxy.tunnels().len(), before, "NO_PROXY: no tunnel");
+}

@@ -124,3 +124,32 @@ async fn a_cluster_whose_url_changes_gets_new_connections_and_a_forgotten_one_no
     connector.retain(&[]);
     assert!(connector.is_empty());
 }
+
+/// A cluster's `proxyUrl`: its connections are CONNECT tunnels through that proxy (TLS to the API server end to
+/// end inside), with the proxy's credentials from the URL; a proxy that refuses is that cluster's error, naming
+/// the proxy without its password.
+#[tokio::test]
+async fn a_clusters_proxy_url_tunnels_its_connections() {
+    use kubeauth_testkit::forward::ConnectProxy;
+    let env = TestCluster::shared();
+    let required =
+        format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "corp:pa ss"));
+    let proxy = ConnectProxy::start(Some(required), &[]).await;
+    let mut cluster = env.cluster_details("via-proxy", "serviceAccount");
+    cluster.service_account_token = Some(env.admin_token().to_owned().into());
+    cluster.proxy_url = Some(proxy.url().replace("http://", "http://corp:pa%20ss@"));
+    let connector = Connector::new(Registry::with_defaults());
+    let client = connector.kube_client(&cluster, &RequestAuth::none()).await.unwrap();
+    assert!(namespaces(client.clone()).await.unwrap().contains(&"default".to_owned()));
+    namespaces(client).await.unwrap();
+    let api_server = env.url().trim_start_matches("https://").to_owned();
+    assert_eq!(proxy.tunnels(), [api_server], "one tunnel, to the API server, for both requests (HTTP/2)");
+
+    let mut refused = cluster.clone();
+    refused.name = "wrong-proxy-password".into();
+    refused.proxy_url = Some(proxy.url().replace("http://", "http://corp:wrong-secret@"));
+    let client = connector.kube_client(&refused, &RequestAuth::none()).await.unwrap();
+    let shown = format!("{:?}", namespaces(client).await.unwrap_err());
+    assert!(shown.contains("407") && shown.contains("***@127.0.0.1"), "{shown}");
+    assert!(!shown.contains("wrong-secret"), "{shown}");
+}

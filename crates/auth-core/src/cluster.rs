@@ -51,6 +51,10 @@ pub struct ClusterDetails {
     /// and the name is not resolved again (a name that resolves elsewhere later cannot redirect them). Empty:
     /// the name is resolved at each connection.
     pub connect_addresses: Vec<std::net::IpAddr>,
+    /// An HTTP proxy the API server is reached through, with CONNECT (config key `proxyUrl`,
+    /// `http://[user:password@]host:port`); when not set, `HTTPS_PROXY`/`HTTP_PROXY` and `NO_PROXY` of the
+    /// environment decide, loopback hosts never proxied (as kubectl's rule).
+    pub proxy_url: Option<String>,
 }
 
 /// A custom resource to fetch: `{group, apiVersion, plural}`.
@@ -118,6 +122,23 @@ impl ClusterDetails {
         }
         if let Err(message) = check_url(&self.url) {
             issues.push(ValidationIssue::new("url", message));
+        }
+        if let Some(proxy) = &self.proxy_url {
+            let authority =
+                proxy.strip_prefix("http://").map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+            match authority.map(|a| a.rsplit_once('@').map_or(a, |(_, host)| host)) {
+                None => issues.push(ValidationIssue::new(
+                    "proxyUrl",
+                    format!(
+                        "`{}` is not an http:// URL (proxies are spoken to in plain HTTP)",
+                        without_userinfo(proxy)
+                    ),
+                )),
+                Some("") => {
+                    issues.push(ValidationIssue::new("proxyUrl", format!("`{}` has no host", without_userinfo(proxy))));
+                }
+                Some(_) => {}
+            }
         }
         match self.auth_provider() {
             None => issues.push(ValidationIssue::new(
@@ -230,7 +251,18 @@ impl fmt::Debug for ClusterDetails {
             .field("custom_resources", &self.custom_resources)
             .field("source", &self.source)
             .field("connect_addresses", &self.connect_addresses)
+            .field("proxy_url", &self.proxy_url.as_deref().map(without_userinfo))
             .finish()
+    }
+}
+
+/// `url` with any `user:password@` replaced by `***@`: a proxy URL as logs and errors may show it.
+pub fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 
@@ -269,6 +301,20 @@ mod tests {
             assert_eq!(issues[0].key, "url");
             assert!(!issues[0].message.contains("pw@"), "the password is not repeated");
         }
+    }
+
+    #[test]
+    fn a_proxy_url_is_checked_and_its_password_never_shown() {
+        let mut c = ClusterDetails::new("c", "https://k8s.example.com");
+        c.set_auth_provider("serviceAccount");
+        c.proxy_url = Some("http://me:hunter2@proxy.corp:3128".into());
+        assert!(c.validate().is_empty());
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        assert!(format!("{c:?}").contains("http://***@proxy.corp:3128"));
+        c.proxy_url = Some("socks5://me:hunter2@proxy.corp".into());
+        let issues = c.validate();
+        assert_eq!(issues[0].key, "proxyUrl");
+        assert!(issues[0].message.contains("is not an http:// URL") && !issues[0].message.contains("hunter2"));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub use cache::{CachedCredential, CredentialCache, KeyedCredentialCache};
 /// The folder where Kubernetes mounts a pod's service-account token (`token`), CA (`ca.crt`) and namespace.
 pub const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 pub use chain::ServerSideChain;
-pub use cluster::{ClusterDetails, CustomResourceMatcher, ValidationIssue};
+pub use cluster::{ClusterDetails, CustomResourceMatcher, ValidationIssue, without_userinfo};
 pub use credential::{Credential, CredentialKind};
 pub use error::{BoxError, Error, report};
 pub use from_fn::{ClientSideFn, ClusterCheck, ServerSideFn, client_side_fn, server_side_fn};

@@ -26,6 +26,8 @@ struct Report {
     /// Who the API server says the credential belongs to, where it can tell.
     identity: Option<String>,
     can_list_namespaces: Option<bool>,
+    /// The HTTP proxy the API server is reached through (without its password), if any.
+    via_proxy: Option<String>,
     ok: bool,
     failure: Option<Problem>,
 }
@@ -112,6 +114,7 @@ fn base(cluster: &ClusterDetails) -> Report {
         server_version: None,
         identity: None,
         can_list_namespaces: None,
+        via_proxy: kubeauth::connection_proxy(cluster),
         ok: false,
         failure: None,
     }
@@ -265,7 +268,11 @@ fn print_table(reports: &[Report]) {
                     (Some(kind), None) => kind.clone(),
                     _ => dash(),
                 },
-                r.server_version.clone().map(|v| format!("reachable ({v})")).unwrap_or_else(dash),
+                match (&r.server_version, &r.via_proxy) {
+                    (Some(v), Some(proxy)) => format!("reachable ({v}) via {proxy}"),
+                    (Some(v), None) => format!("reachable ({v})"),
+                    (None, _) => dash(),
+                },
                 match (&r.identity, r.ok) {
                     (Some(who), _) => who.clone(),
                     (None, true) => "unknown".into(),

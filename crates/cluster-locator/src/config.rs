@@ -515,6 +515,9 @@ pub struct ClusterConfig {
     pub skip_tls_verify: Option<ConfigBool>,
     /// Do not fetch pod metrics.
     pub skip_metrics_lookup: Option<ConfigBool>,
+    /// kubeauth: an HTTP proxy to reach the API server through (CONNECT), `http://[user:password@]host:port`;
+    /// default: `HTTPS_PROXY`/`HTTP_PROXY` and `NO_PROXY` of the environment (secret when it holds a password).
+    pub proxy_url: Option<ConfigString>,
     /// Base64 of the PEM CA bundle of the API server.
     pub ca_data: Option<ConfigString>,
     /// Path of a PEM CA bundle.

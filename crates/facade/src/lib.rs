@@ -38,7 +38,7 @@ mod layer;
 pub mod login;
 mod registry;
 
-pub use connector::{Connector, KUBE_RESPONSE_TIMEOUT, connection_config};
+pub use connector::{Connector, KUBE_RESPONSE_TIMEOUT, connection_config, connection_proxy};
 pub use error::{Error, RegistryError};
 pub use http::{ClusterHttpClient, RequestBody};
 pub use kubeauth::{Kubeauth, KubeauthBuilder};

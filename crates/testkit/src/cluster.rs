@@ -114,7 +114,8 @@ impl TestCluster {
 
         let ca = TestCa::new("kubeauth-test-apiserver-ca");
         let client_ca = TestCa::new("kubeauth-test-client-ca");
-        let serving = ca.server_cert(&["127.0.0.1", "localhost"]);
+        // `kubernetes.kubeauth.test` resolves nowhere: only a test proxy that maps it reaches the API server by it.
+        let serving = ca.server_cert(&["127.0.0.1", "localhost", "kubernetes.kubeauth.test"]);
         let sa_key = crate::pki::signing_key_pem();
         let admin_token = format!("admin-{}", crate::pki::random_hex(16));
         let tls_cert = write(&dir, "apiserver.crt", &serving.cert_pem);

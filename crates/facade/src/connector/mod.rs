@@ -1,5 +1,6 @@
 //! The connections to located clusters: the one place that builds them, and the one that owns them.
 
+mod proxy;
 mod tls;
 mod transport;
 
@@ -15,6 +16,18 @@ use tower::Layer as _;
 use tower::util::BoxCloneSyncService;
 
 pub use tls::connection_config;
+
+/// The HTTP proxy the connections to `cluster` go through, without its password: the cluster's `proxyUrl`, else
+/// `HTTPS_PROXY`/`HTTP_PROXY` of the environment unless `NO_PROXY` (or a loopback host) says direct. `None`:
+/// direct.
+pub fn connection_proxy(cluster: &ClusterDetails) -> Option<String> {
+    let uri: http::Uri = cluster.url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    proxy::proxy_for(cluster.proxy_url.as_deref(), host, uri.scheme_str() == Some("https"), |name| {
+        std::env::var(name).ok()
+    })
+    .map(|url| kubeauth_core::without_userinfo(&url))
+}
 use transport::Transport;
 
 use crate::layer::{ClientIdentity, CredentialLayer, CredentialSource};
@@ -298,6 +311,7 @@ fn same_connection(a: &ClusterDetails, b: &ClusterDetails) -> bool {
         && a.ca_file == b.ca_file
         && a.skip_tls_verify == b.skip_tls_verify
         && a.connect_addresses == b.connect_addresses
+        && a.proxy_url == b.proxy_url
         && a.auth_metadata == b.auth_metadata
         && a.service_account_token.as_ref().map(|t| t.expose_secret())
             == b.service_account_token.as_ref().map(|t| t.expose_secret())

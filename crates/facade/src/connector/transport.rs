@@ -19,11 +19,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kubeauth_core::{BoxError, ClusterDetails};
 use tower::ServiceExt as _;
 
+use crate::connector::proxy::Connect;
 use crate::connector::tls::rustls_config;
 use crate::{ClientIdentity, Error, RequestBody};
 
 /// How long a connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle HTTP/1.1 connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// An HTTP/2 connection is pinged after this long without a frame, and closed if the ping is not answered in
@@ -40,12 +41,12 @@ type H1Client = hyper_util::client::legacy::Client<Counting, RequestBody>;
 pub(crate) struct Transport {
     cluster: Arc<str>,
     base: Base,
-    /// Opens TCP connections (name resolution, connect timeout, no Nagle delay).
-    tcp: HttpConnector,
+    /// Opens TCP connections (name resolution, connect timeout, no Nagle delay), through the proxy if any.
+    tcp: Connect,
     /// For https: the TLS settings of the HTTP/2 connection (ALPN `h2`, then `http/1.1`).
     h2_tls: Option<Arc<rustls::ClientConfig>>,
     /// Makes HTTP/1.1 connections (ALPN `http/1.1` only, or plain http).
-    h1_connector: HttpsConnector<HttpConnector>,
+    h1_connector: HttpsConnector<Connect>,
     h1: OnceLock<H1Client>,
     h2: RwLock<Option<SendRequest<RequestBody>>>,
     /// Held while the HTTP/2 connection is made, so that concurrent first requests make one.
@@ -70,6 +71,15 @@ impl Transport {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_keepalive(Some(Duration::from_secs(60)));
+        let proxy = super::proxy::proxy_for(cluster.proxy_url.as_deref(), &base.host, base.https, |name| {
+            std::env::var(name).ok()
+        })
+        .map(|url| super::proxy::Proxy::new(&url, cluster.connect_addresses.first().copied()))
+        .transpose()
+        .map_err(|message| {
+            Error::from(kubeauth_core::Error::Config { cluster: cluster.name.clone(), key: "proxyUrl".into(), message })
+        })?;
+        let http = Connect { direct: http, proxy: proxy.map(Arc::new) };
         let (h1_connector, h2_tls) = if base.https {
             let h1 = rustls_config(cluster, identity, &[b"http/1.1"])?;
             let h2 = rustls_config(cluster, identity, &[b"h2", b"http/1.1"])?;
@@ -190,14 +200,14 @@ impl Transport {
 /// The HTTP/1.1 connector, counting the connections it makes.
 #[derive(Clone)]
 pub(crate) struct Counting {
-    inner: HttpsConnector<HttpConnector>,
+    inner: HttpsConnector<Connect>,
     opened: Arc<AtomicU64>,
 }
 
 impl tower::Service<Uri> for Counting {
-    type Response = <HttpsConnector<HttpConnector> as tower::Service<Uri>>::Response;
+    type Response = <HttpsConnector<Connect> as tower::Service<Uri>>::Response;
     type Error = BoxError;
-    type Future = <HttpsConnector<HttpConnector> as tower::Service<Uri>>::Future;
+    type Future = <HttpsConnector<Connect> as tower::Service<Uri>>::Future;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
@@ -291,7 +301,7 @@ mod tests {
 }
 
 /// What the connector resolves the host with.
-type HttpConnector = Tcp<Resolver>;
+pub(crate) type HttpConnector = Tcp<Resolver>;
 
 /// The cluster's checked addresses when a locator pinned them ([`ClusterDetails::connect_addresses`]), else
 /// the system's resolver.
