@@ -703,13 +703,18 @@ fn workspace_crates() -> Result<Vec<(String, bool, Vec<String>)>, String> {
         .collect())
 }
 
-/// `cargo check` of each published crate alone: with no default features, then with each feature alone. A
-/// warning fails it as an error does (an import unused without a feature is a wrong `cfg`).
+/// `cargo check` of each published crate alone: with no default features, then with each feature alone that
+/// gates code of the crate itself (a `cfg(feature = …)` in its sources; a feature that only turns on another
+/// crate's, as the server's and the command's provider features do, is checked in that crate). A warning
+/// fails it as an error does (an import unused without a feature is a wrong `cfg`).
 fn features() -> Result<(), String> {
     let started = Instant::now();
     let mut checked = 0;
     for (name, _, features) in workspace_crates()?.into_iter().filter(|(_, published, _)| *published) {
-        for feature in std::iter::once(None).chain(features.iter().map(Some)) {
+        let sources = crate_sources(&name)?;
+        let gating: Vec<&String> =
+            features.iter().filter(|f| sources.contains(&format!("feature = \"{f}\""))).collect();
+        for feature in std::iter::once(None).chain(gating.into_iter().map(Some)) {
             let mut command = Command::new("cargo");
             command.args(["check", "--quiet", "--locked", "-p", &name, "--no-default-features"]).current_dir(root());
             if let Some(feature) = feature {
@@ -730,6 +735,34 @@ fn features() -> Result<(), String> {
     }
     eprintln!("xtask: {checked} feature sets checked in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The Rust sources of the workspace crate `name` (its `src/`), concatenated.
+fn crate_sources(name: &str) -> Result<String, String> {
+    let out = Command::new("cargo")
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let manifest = metadata["packages"]
+        .as_array()
+        .and_then(|packages| packages.iter().find(|p| p["name"] == name))
+        .and_then(|p| p["manifest_path"].as_str())
+        .ok_or_else(|| format!("{name} is not in the workspace"))?;
+    let mut text = String::new();
+    let mut dirs = vec![Path::new(manifest).with_file_name("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                text.push_str(&std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?);
+            }
+        }
+    }
+    Ok(text)
 }
 
 /// `cargo package` of every published crate, as `cargo publish` would make them (the workspace's own crates
