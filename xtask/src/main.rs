@@ -680,15 +680,20 @@ fn downstream() -> Result<(), String> {
     Ok(())
 }
 
-/// The workspace's crates from `cargo metadata`: name, whether it is published (not `publish = false`), and
-/// its features.
-fn workspace_crates() -> Result<Vec<(String, bool, Vec<String>)>, String> {
+/// `cargo metadata` of the workspace's own packages.
+fn workspace_metadata() -> Result<serde_json::Value, String> {
     let out = Command::new("cargo")
         .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
         .current_dir(root())
         .output()
         .map_err(|e| e.to_string())?;
-    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// The workspace's crates from `cargo metadata`: name, whether it is published (not `publish = false`), and
+/// its features.
+fn workspace_crates() -> Result<Vec<(String, bool, Vec<String>)>, String> {
+    let metadata = workspace_metadata()?;
     let packages = metadata["packages"].as_array().ok_or("cargo metadata gave no packages")?;
     Ok(packages
         .iter()
@@ -739,12 +744,7 @@ fn features() -> Result<(), String> {
 
 /// The Rust sources of the workspace crate `name` (its `src/`), concatenated.
 fn crate_sources(name: &str) -> Result<String, String> {
-    let out = Command::new("cargo")
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
-        .current_dir(root())
-        .output()
-        .map_err(|e| e.to_string())?;
-    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let metadata = workspace_metadata()?;
     let manifest = metadata["packages"]
         .as_array()
         .and_then(|packages| packages.iter().find(|p| p["name"] == name))
