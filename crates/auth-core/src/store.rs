@@ -150,26 +150,7 @@ impl FileStore {
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.path(name)?;
         self.prepare()?;
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let (temp, mut file) = loop {
-            let temp = self.dir.join(format!(
-                ".{name}.{}.{}.tmp",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            // create_new: O_CREAT | O_EXCL, which never follows a symbolic link and never reuses a file.
-            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp) {
-                Ok(file) => break (temp, file),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(io("create", &temp, e)),
-            }
-        };
-        let written = file.write_all(bytes).and_then(|()| file.sync_all()).and_then(|()| std::fs::rename(&temp, &path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&temp);
-            return Err(io("write", &path, e));
-        }
-        Ok(())
+        replace_private_file(&path, bytes)
     }
 
     /// Removes the file `name`; whether there was one.
@@ -295,6 +276,33 @@ fn check_name(name: &str) -> Result<(), StoreError> {
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if plain { Ok(()) } else { Err(StoreError::Name(name.to_owned())) }
+}
+
+/// Replaces the file at `path` with `bytes`, readable by its owner alone (0600): written to a new temporary file
+/// beside it (never an existing file, never through a symbolic link), synced, then renamed over it, so that a
+/// reader sees the old file or the new one, never a part. The folder is not checked (see [`FileStore`]).
+pub fn replace_private_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (temp, mut file) = loop {
+        let temp = path.with_file_name(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        // create_new: O_CREAT | O_EXCL, which never follows a symbolic link and never reuses a file.
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp) {
+            Ok(file) => break (temp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io("create", &temp, e)),
+        }
+    };
+    let written = file.write_all(bytes).and_then(|()| file.sync_all()).and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io("write", path, e));
+    }
+    Ok(())
 }
 
 fn io(what: &'static str, path: &Path, source: std::io::Error) -> StoreError {

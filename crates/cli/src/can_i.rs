@@ -71,8 +71,10 @@ pub(crate) async fn run(
         };
         let server_side =
             kubeauth.registry().provider_for(cluster).is_ok_and(|(_, p)| p.side() == ProviderSide::Server);
-        let identity =
-            impersonation.as_ref().filter(|i| i.applies_to(cluster, server_side)).map(|i| i.identity(&caller));
+        let identity = match &impersonation {
+            Some(impersonation) => impersonation.identity_for(kubeauth.registry(), cluster, &caller),
+            None => Ok(None),
+        };
         let (asked_as, cluster_says, yes) = if !server_side {
             ("-".to_owned(), "the user's own token decides (a client-side provider)".to_owned(), true)
         } else {
@@ -85,9 +87,9 @@ pub(crate) async fn run(
                 }},
             });
             let asked_as = match &identity {
-                Some(Ok(who)) => who.user.clone(),
-                Some(Err(_)) => "-".to_owned(),
-                None => "the server's identity".to_owned(),
+                Ok(Some(who)) => who.user.clone(),
+                Err(_) => "-".to_owned(),
+                Ok(None) => "the server's identity".to_owned(),
             };
             match ask(&kubeauth, cluster, identity, review).await {
                 Ok((true, _)) => (asked_as, "yes".to_owned(), true),
@@ -120,16 +122,14 @@ pub(crate) async fn run(
 async fn ask(
     kubeauth: &kubeauth::Kubeauth,
     cluster: &ClusterDetails,
-    identity: Option<Result<kubeauth_server::Impersonated, kubeauth_server::ServerError>>,
+    identity: Result<Option<kubeauth_server::Impersonated>, kubeauth_server::ServerError>,
     review: serde_json::Value,
 ) -> Result<(bool, String), String> {
-    let http =
-        kubeauth.connector().http_client(cluster, &RequestAuth::none()).await.map_err(|e| kubeauth::report(&e))?;
-    let http = match identity {
-        Some(who) => http.with_headers(who.and_then(|w| w.headers()).map_err(|e| e.to_string())?),
-        None => http,
-    };
-    let client = http.kube_client();
+    let identity = identity.map_err(|e| e.to_string())?;
+    let client =
+        kubeauth_server::access::kube_client(kubeauth.connector(), cluster, &RequestAuth::none(), identity.as_ref())
+            .await
+            .map_err(|e| kubeauth::report(&e))?;
     let request = kube::core::Request::new("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
         .create(&Default::default(), serde_json::to_vec(&review).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;

@@ -1,5 +1,3 @@
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -118,22 +116,10 @@ fn merge(mut existing: Kubeconfig, new: Kubeconfig) -> Kubeconfig {
     existing
 }
 
-/// Writes `text` to `path` readable by its owner alone, replacing it whole: a temporary file renamed over it.
+/// Writes `text` to `path` readable by its owner alone, replacing it whole (the store's way of writing).
 fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
-    let failed = |e: std::io::Error| Failure::Runtime(format!("cannot write {}: {e}", path.display()));
-    let temporary = path.with_file_name(format!(
-        ".{}.kubeauth-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary).map_err(failed)?;
-    let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
-    if let Err(e) = written.and_then(|()| std::fs::rename(&temporary, path)) {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(failed(e));
-    }
-    Ok(())
+    kubeauth::core::store::replace_private_file(path, text.as_bytes())
+        .map_err(|e| Failure::Runtime(kubeauth::report(&e)))
 }
 
 fn kubeconfig(

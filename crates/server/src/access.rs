@@ -76,6 +76,22 @@ impl Impersonation {
         server_side && self.clusters.as_ref().is_none_or(|names| names.iter().any(|n| n == &cluster.name))
     }
 
+    /// Who requests to `cluster` made for `caller` impersonate: `None` when impersonation does not apply to
+    /// the cluster (see [`applies_to`](Self::applies_to); its provider is looked up in `registry`).
+    pub fn identity_for(
+        &self,
+        registry: &kubeauth::Registry,
+        cluster: &ClusterDetails,
+        caller: &Caller,
+    ) -> Result<Option<Impersonated>, ServerError> {
+        let server_side =
+            registry.provider_for(cluster).is_ok_and(|(_, provider)| provider.side() == kubeauth::ProviderSide::Server);
+        if !self.applies_to(cluster, server_side) {
+            return Ok(None);
+        }
+        self.identity(caller).map(Some)
+    }
+
     /// Who `caller` is impersonated as.
     pub fn identity(&self, caller: &Caller) -> Result<Impersonated, ServerError> {
         match caller {
@@ -92,6 +108,22 @@ impl Impersonation {
                      kubeauth.server.impersonation.unverified says nothing for it"
                 ))
             }),
+        }
+    }
+}
+
+/// A kube client for `cluster` over `connector`'s connections, impersonating `identity` when given.
+pub async fn kube_client(
+    connector: &kubeauth::Connector,
+    cluster: &ClusterDetails,
+    auth: &kubeauth::RequestAuth,
+    identity: Option<&Impersonated>,
+) -> Result<kube::Client, ServerError> {
+    match identity {
+        None => Ok(connector.kube_client(cluster, auth).await?),
+        Some(identity) => {
+            let headers = identity.headers()?;
+            Ok(connector.http_client(cluster, auth).await?.with_headers(headers).kube_client())
         }
     }
 }

@@ -658,13 +658,6 @@ async fn pod_metrics(
         api_version: Option<String>,
         #[serde(default)]
         kind: Option<String>,
-        #[serde(default)]
-        metadata: ItemMetadata,
-    }
-    #[derive(Deserialize, Default)]
-    struct ItemMetadata {
-        #[serde(default)]
-        namespace: Option<String>,
     }
     #[derive(Deserialize)]
     struct Items {
@@ -681,8 +674,7 @@ async fn pod_metrics(
                     .and_then(|i| item(i))
                     .is_some_and(|i| i.api_version.as_deref() == Some("v1") && i.kind.as_deref() == Some("Pod")))
     });
-    let mut namespaces: Vec<String> =
-        pods.flat_map(|r| r.resources.iter().filter_map(|i| item(i)?.metadata.namespace)).collect();
+    let mut namespaces: Vec<String> = pods.flat_map(|r| r.resources.iter().filter_map(|i| namespace_of(i))).collect();
     namespaces.sort_unstable();
     namespaces.dedup();
     let per_namespace = join_all(namespaces.iter().map(|ns| async move {

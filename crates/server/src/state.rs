@@ -265,16 +265,10 @@ impl KubeauthServer {
         cluster: &ClusterDetails,
         caller: &crate::Caller,
     ) -> Result<Option<crate::Impersonated>, ServerError> {
-        let Some(impersonation) = &self.impersonation else { return Ok(None) };
-        let server_side = self
-            .kubeauth
-            .registry()
-            .provider_for(cluster)
-            .is_ok_and(|(_, provider)| provider.side() == kubeauth::ProviderSide::Server);
-        if !impersonation.applies_to(cluster, server_side) {
-            return Ok(None);
+        match &self.impersonation {
+            Some(impersonation) => impersonation.identity_for(self.kubeauth.registry(), cluster, caller),
+            None => Ok(None),
         }
-        impersonation.identity(caller).map(Some)
     }
 
     /// `kubeauth.server.permissions`.
@@ -290,14 +284,8 @@ impl KubeauthServer {
         auth: &RequestAuth,
         caller: &crate::Caller,
     ) -> Result<kube::Client, ServerError> {
-        match self.impersonated(cluster, caller)? {
-            None => Ok(self.kubeauth.connector().kube_client(cluster, auth).await?),
-            Some(identity) => {
-                let headers = identity.headers()?;
-                let http = self.kubeauth.connector().http_client(cluster, auth).await?;
-                Ok(http.with_headers(headers).kube_client())
-            }
-        }
+        let identity = self.impersonated(cluster, caller)?;
+        crate::access::kube_client(self.kubeauth.connector(), cluster, auth, identity.as_ref()).await
     }
 
     /// The proxy's raw client for `cluster`, over the same connections: with the caller's own credential when

@@ -21,12 +21,7 @@ pub use tls::connection_config;
 /// `HTTPS_PROXY`/`HTTP_PROXY` of the environment unless `NO_PROXY` (or a loopback host) says direct. `None`:
 /// direct.
 pub fn connection_proxy(cluster: &ClusterDetails) -> Option<String> {
-    let uri: http::Uri = cluster.url.parse().ok()?;
-    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
-    proxy::proxy_for(cluster.proxy_url.as_deref(), host, uri.scheme_str() == Some("https"), |name| {
-        std::env::var(name).ok()
-    })
-    .map(|url| kubeauth_core::without_userinfo(&url))
+    proxy::of_cluster(cluster).map(|url| kubeauth_core::without_userinfo(&url))
 }
 use transport::Transport;
 
@@ -149,8 +144,8 @@ impl Connector {
     ) -> Result<(kube::Client, Credential), Error> {
         let (ready, layer, credential) = self.bind(cluster, auth).await?;
         let client = match &ready.shared_layer {
-            Some(_) => ready.kube.get_or_init(|| kube_client(http_client(&ready, layer))).clone(),
-            None => kube_client(http_client(&ready, layer)),
+            Some(_) => ready.kube.get_or_init(|| http_client(&ready, layer).kube_client()).clone(),
+            None => http_client(&ready, layer).kube_client(),
         };
         Ok((client, credential))
     }
@@ -344,10 +339,6 @@ impl tower::Service<Request<RequestBody>> for EntryService {
 fn http_client(ready: &Arc<Ready>, layer: CredentialLayer) -> ClusterHttpClient {
     let service = layer.layer(EntryService { ready: ready.clone() });
     ClusterHttpClient::new(ready.cluster.name.as_str().into(), BoxCloneSyncService::new(service))
-}
-
-fn kube_client(http: ClusterHttpClient) -> kube::Client {
-    http.kube_client()
 }
 
 /// A server-side provider bound to one cluster: the source of the entry's shared credential layer.

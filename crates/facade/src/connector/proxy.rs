@@ -10,16 +10,23 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http::Uri;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tower::{BoxError, ServiceExt as _};
 
-use super::transport::{CONNECT_TIMEOUT, HttpConnector as Direct};
+use super::transport::{CONNECT_TIMEOUT, HttpConnector, Resolver, tcp};
 
 /// The largest head of a proxy's answer to CONNECT.
 const MAX_ANSWER_HEAD: usize = 8 * 1024;
+
+/// The proxy (its URL, password included) the connections to `cluster` go through: its `proxyUrl`, else the
+/// environment's (see [`proxy_for`]).
+pub(crate) fn of_cluster(cluster: &kubeauth_core::ClusterDetails) -> Option<String> {
+    let uri: Uri = cluster.url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    proxy_for(cluster.proxy_url.as_deref(), host, uri.scheme_str() == Some("https"), |name| std::env::var(name).ok())
+}
 
 /// The proxy a cluster at `host` (an `https` one or not) is reached through: `configured` (its `proxyUrl`),
 /// else the environment's, unless `NO_PROXY` or a loopback host says direct. `env` reads a variable.
@@ -104,9 +111,7 @@ impl Proxy {
         }
         let authorization =
             userinfo.map(|u| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(percent_decoded(u))));
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let tcp = tcp(Resolver::System(hyper_util::client::legacy::connect::dns::GaiResolver::new()));
         Ok(Self { address, authorization, shown, pinned, tcp })
     }
 
@@ -174,7 +179,7 @@ fn percent_decoded(text: &str) -> Vec<u8> {
 /// Opens the API server's TCP connections: directly, or through the cluster's proxy.
 #[derive(Clone)]
 pub(crate) struct Connect {
-    pub(crate) direct: Direct,
+    pub(crate) direct: HttpConnector,
     pub(crate) proxy: Option<Arc<Proxy>>,
 }
 

@@ -65,20 +65,17 @@ impl Transport {
         opened: Arc<AtomicU64>,
     ) -> Result<Self, Error> {
         let base = Base::parse(cluster)?;
-        let mut http = Tcp::new_with_resolver(Resolver::of(cluster));
-        http.enforce_http(false);
-        // No Nagle delay: a small request must not wait for the previous ACK.
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let proxy = super::proxy::proxy_for(cluster.proxy_url.as_deref(), &base.host, base.https, |name| {
-            std::env::var(name).ok()
-        })
-        .map(|url| super::proxy::Proxy::new(&url, cluster.connect_addresses.first().copied()))
-        .transpose()
-        .map_err(|message| {
-            Error::from(kubeauth_core::Error::Config { cluster: cluster.name.clone(), key: "proxyUrl".into(), message })
-        })?;
+        let http = tcp(Resolver::of(cluster));
+        let proxy = super::proxy::of_cluster(cluster)
+            .map(|url| super::proxy::Proxy::new(&url, cluster.connect_addresses.first().copied()))
+            .transpose()
+            .map_err(|message| {
+                Error::from(kubeauth_core::Error::Config {
+                    cluster: cluster.name.clone(),
+                    key: "proxyUrl".into(),
+                    message,
+                })
+            })?;
         let http = Connect { direct: http, proxy: proxy.map(Arc::new) };
         let (h1_connector, h2_tls) = if base.https {
             let h1 = rustls_config(cluster, identity, &[b"http/1.1"])?;
@@ -298,6 +295,17 @@ mod tests {
         assert_eq!(plain.origin.to_string(), "https://10.0.0.1:6443/");
         assert!(plain.absolute(&"https://evil.example/api".parse().unwrap()).is_err(), "never another host");
     }
+}
+
+/// A TCP connector with the settings of every connection kubeauth makes (to an API server or to a proxy): the
+/// connect timeout, keep-alive, no Nagle delay (a small request must not wait for the previous ACK).
+pub(crate) fn tcp(resolver: Resolver) -> HttpConnector {
+    let mut http = Tcp::new_with_resolver(resolver);
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    http
 }
 
 /// What the connector resolves the host with.
