@@ -33,7 +33,12 @@ impl<'a> Run<'a> {
 
     fn kubeauth(&self, args: &[&str]) -> Output {
         let mut command = Command::new(KUBEAUTH);
-        command.args(args).current_dir(self.dir).env_remove("KUBEAUTH_CONFIG").env_remove("KUBERNETES_EXEC_INFO");
+        command
+            .args(args)
+            .current_dir(self.dir)
+            .env_remove("KUBEAUTH_CONFIG")
+            .env_remove("KUBERNETES_EXEC_INFO")
+            .env_remove("KUBECONFIG");
         if self.named && self.dir.join("app-config.yaml").is_file() {
             command.env("KUBEAUTH_CONFIG", "app-config.yaml");
         }
@@ -533,4 +538,72 @@ async fn the_environments_proxy_carries_the_connections_unless_no_proxy_says_oth
     let out = doctor(".kubeauth.test");
     assert_eq!(out.status.code(), Some(1), "direct, the name does not resolve: {}", stdout(&out));
     assert_eq!(proxy.tunnels().len(), before, "NO_PROXY: no tunnel");
+}
+
+#[tokio::test]
+async fn doctor_checks_the_contexts_of_kubectls_own_kubeconfig_and_says_where_each_came_from() {
+    let env = TestCluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let token = {
+        let config = good_and_bad(env, dir.path()).await;
+        std::fs::remove_file(config).unwrap();
+        env.service_account_token("cli-e2e", "operator").await
+    };
+    env.grant("cli-e2e-x509", kubeauth_testkit::user("cli-kubeconfig-x509"), &["list"], &["namespaces"]).await;
+    let x509 = env.client_ca().client_cert("cli-kubeconfig-x509", &[]);
+    let b64 = |pem: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(pem)
+    };
+    // No KUBECONFIG: kubectl's default file under $HOME, as kubectl reads it.
+    std::fs::create_dir_all(dir.path().join(".kube")).unwrap();
+    std::fs::write(
+        dir.path().join(".kube/config"),
+        format!(
+            "clusters:\n- name: envtest\n  cluster: {{server: '{url}', certificate-authority-data: {ca}}}\n\
+             users:\n- name: operator\n  user: {{token: {token}}}\n\
+             - name: cert\n  user: {{client-certificate-data: {cert}, client-key-data: {key}}}\n\
+             - name: basic\n  user: {{username: admin, password: hunter2}}\n\
+             contexts:\n- {{name: operator, context: {{cluster: envtest, user: operator}}}}\n\
+             - {{name: cert, context: {{cluster: envtest, user: cert}}}}\n\
+             - {{name: basic, context: {{cluster: envtest, user: basic}}}}\n",
+            url = env.url(),
+            ca = env.ca().ca_data(),
+            cert = b64(&x509.cert_pem),
+            key = b64(&x509.key_pem),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: kubeconfig\n",
+    )
+    .unwrap();
+    let run = Run::new(dir.path()).env("HOME", dir.path().display().to_string());
+
+    let out = run.kubeauth(&["doctor", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = reports.as_array().unwrap().iter().map(|r| r["cluster"].as_str().unwrap()).collect();
+    assert_eq!(names, ["operator", "cert"], "the basic-auth context is skipped: {reports:#}");
+    let kubeconfig = dir.path().join(".kube/config");
+    for report in reports.as_array().unwrap() {
+        let context = report["cluster"].as_str().unwrap();
+        let source = report["source"].as_str().unwrap();
+        assert!(
+            source.contains(&kubeconfig.display().to_string()) && source.ends_with(&format!("context {context}")),
+            "{source}"
+        );
+    }
+    assert_eq!(reports[0]["authProvider"], "serviceAccount");
+    assert_eq!(reports[0]["identity"], "system:serviceaccount:cli-e2e:operator");
+    assert_eq!(reports[1]["authProvider"], "kubeconfig");
+    assert_eq!(reports[1]["credential"], "x509 client certificate");
+    assert_eq!(reports[1]["canListNamespaces"], true);
+    let warnings = stderr(&out);
+    assert!(
+        warnings.contains("context `basic`") && warnings.contains("basic authentication is not supported"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("hunter2") && !stdout(&out).contains(&token), "no secret in the output");
 }

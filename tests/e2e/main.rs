@@ -6,6 +6,7 @@ mod backstage_frontend;
 mod connector;
 mod custom_provider;
 mod deploy;
+mod kubeconfig;
 mod local_kubectl_proxy;
 mod server;
 mod service_account;

@@ -449,3 +449,71 @@ async fn parallel_callers_with_a_stale_session_refresh_it_once() {
     assert!(tokens.iter().all(|t| t == &tokens[0]), "all got the refreshed token");
     assert_ne!(tokens[0], session.id_token);
 }
+
+#[tokio::test]
+async fn a_kubeconfigs_legacy_oidc_user_is_refreshed_through_the_one_login() {
+    use base64::Engine as _;
+    let env = env();
+    let cluster = env.cluster().await;
+    cluster.grant("oidc-kim-reader", user("oidc:kim"), &["list"], &["namespaces"]).await;
+    let store = tempfile::tempdir().unwrap();
+    let (prompt, _) = browser("kim");
+    let session = env.login(env.settings(APISERVER_CLIENT), &store).login(Flow::Browser, &prompt).await.unwrap();
+    let refresh_token = session.refresh_token.expect("a refresh token");
+    // An ID token that expired long ago (its `exp` is all that is read before refreshing, as kubectl reads it).
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let expired = format!("{}.{}.c2ln", b64.encode(br#"{"alg":"RS256"}"#), b64.encode(br#"{"sub":"kim","exp":1}"#));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    let text = format!(
+        "clusters:\n- name: envtest\n  cluster: {{server: '{url}', certificate-authority-data: {ca}}}\n\
+         users:\n- name: kim\n  user:\n    auth-provider:\n      name: oidc\n      config:\n        idp-issuer-url: {issuer}\n        client-id: {client}\n        id-token: {expired}\n        refresh-token: {refresh_token}\n        idp-certificate-authority: {issuer_ca}\n\
+         contexts:\n- {{name: kim, context: {{cluster: envtest, user: kim}}}}\n",
+        url = cluster.url(),
+        ca = cluster.ca().ca_data(),
+        issuer = env.peer.issuer(),
+        client = APISERVER_CLIENT,
+        issuer_ca = env.peer.ca_file().display(),
+    );
+    std::fs::write(&kubeconfig, &text).unwrap();
+    let config = kubeauth::AppConfig::from_yaml_str(
+        &format!(
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: kubeconfig\n      path: {}\n",
+            kubeconfig.display()
+        ),
+        None,
+    )
+    .unwrap();
+    let kubeauth = kubeauth::Kubeauth::from_config(&config, &kubeauth::ResolveContext::new(|_| None)).unwrap();
+    let clusters = kubeauth.clusters().await.unwrap();
+    assert_eq!((clusters[0].name.as_str(), clusters[0].auth_provider()), ("kim", Some("kubeconfig")));
+
+    let before = env.peer.grants(APISERVER_CLIENT, "refresh_token");
+    let client = kubeauth.kube_client(&clusters[0], &kubeauth::RequestAuth::none()).await.unwrap();
+    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+    let namespaces = namespaces
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", cluster.apiserver_log_tail(50)));
+    assert!(namespaces.items.iter().any(|n| n.metadata.name.as_deref() == Some("default")));
+    let pods = kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client).list(&Default::default()).await;
+    assert!(pods.unwrap_err().to_string().contains("\"oidc:kim\""), "the API server sees kim");
+    assert_eq!(env.peer.grants(APISERVER_CLIENT, "refresh_token") - before, 1, "one refresh for both requests");
+    assert_eq!(std::fs::read_to_string(&kubeconfig).unwrap(), text, "the kubeconfig is not written");
+
+    // A refresh token the issuer does not know: that cluster's error, with the issuer's reason and no token.
+    let revoked = text.replace(&refresh_token, "not-a-refresh-token");
+    std::fs::write(&kubeconfig, &revoked).unwrap();
+    let kubeauth = kubeauth::Kubeauth::from_config(&config, &kubeauth::ResolveContext::new(|_| None)).unwrap();
+    let clusters = kubeauth.clusters().await.unwrap();
+    let Err(err) = kubeauth.kube_client(&clusters[0], &kubeauth::RequestAuth::none()).await else {
+        panic!("a refresh token the issuer does not know gave a client")
+    };
+    let message = kubeauth::core::report(&err);
+    assert!(
+        message.contains("cluster 'kim'") && message.contains("refreshing the oidc id-token of user `kim`"),
+        "{message}"
+    );
+    assert!(message.contains("invalid_grant"), "{message}");
+    assert!(!message.contains("not-a-refresh-token"), "{message}");
+}

@@ -55,6 +55,10 @@ pub struct ClusterDetails {
     /// `http://[user:password@]host:port`); when not set, `HTTPS_PROXY`/`HTTP_PROXY` and `NO_PROXY` of the
     /// environment decide, loopback hosts never proxied (as kubectl's rule).
     pub proxy_url: Option<String>,
+    /// The name the API server's certificate is checked against and sent in SNI, when not the URL's host
+    /// (config key `tlsServerName`, kubeconfig's `tls-server-name`): an API server reached by IP address or
+    /// through a tunnel whose certificate names it otherwise.
+    pub tls_server_name: Option<String>,
 }
 
 /// A custom resource to fetch: `{group, apiVersion, plural}`.
@@ -140,6 +144,11 @@ impl ClusterDetails {
                 Some(_) => {}
             }
         }
+        if let Some(name) = &self.tls_server_name
+            && bad_server_name(name)
+        {
+            issues.push(ValidationIssue::new("tlsServerName", format!("`{name}` is not a DNS name or IP address")));
+        }
         match self.auth_provider() {
             None => issues.push(ValidationIssue::new(
                 "authProvider",
@@ -205,6 +214,11 @@ impl ClusterDetails {
     }
 }
 
+/// Whether `name` cannot be a TLS server name: empty, or with characters no DNS name or IP address has.
+fn bad_server_name(name: &str) -> bool {
+    name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+}
+
 fn check_url(url: &str) -> Result<(), String> {
     if url.trim().is_empty() {
         return Err("missing: the API server's URL, e.g. https://10.0.0.1:6443".into());
@@ -252,6 +266,7 @@ impl fmt::Debug for ClusterDetails {
             .field("source", &self.source)
             .field("connect_addresses", &self.connect_addresses)
             .field("proxy_url", &self.proxy_url.as_deref().map(without_userinfo))
+            .field("tls_server_name", &self.tls_server_name)
             .finish()
     }
 }

@@ -17,6 +17,19 @@ pub const AWS_REGION: &str = "kubernetes.io/aws-region";
 /// kubeauth: the Entra ID scope the `azure` provider asks a token for.
 pub const AZURE_SCOPE: &str = "kubernetes.io/azure-scope";
 
+/// kubeauth: the kubeconfig file a `kubeconfig` cluster's user is read from (set by the kubeconfig locator).
+pub const KUBECONFIG_FILE: &str = "kubeauth.io/kubeconfig-file";
+/// kubeauth: the name of the cluster's user in [`KUBECONFIG_FILE`] (set by the kubeconfig locator).
+pub const KUBECONFIG_USER: &str = "kubeauth.io/kubeconfig-user";
+
 /// Keys whose values are safe to show in `Debug` output and logs; every other value is redacted.
-pub const PUBLIC_KEYS: &[&str] =
-    &[AUTH_PROVIDER, OIDC_TOKEN_PROVIDER, AWS_ASSUME_ROLE, X_K8S_AWS_ID, AWS_REGION, AZURE_SCOPE];
+pub const PUBLIC_KEYS: &[&str] = &[
+    AUTH_PROVIDER,
+    OIDC_TOKEN_PROVIDER,
+    AWS_ASSUME_ROLE,
+    X_K8S_AWS_ID,
+    AWS_REGION,
+    AZURE_SCOPE,
+    KUBECONFIG_FILE,
+    KUBECONFIG_USER,
+];

@@ -17,6 +17,8 @@ use crate::failure::Failure;
 #[serde(rename_all = "camelCase")]
 struct Report {
     cluster: String,
+    /// Where the cluster was found: the locator method (and, for a kubeconfig, the file and the context).
+    source: String,
     auth_provider: String,
     /// The kind of credential obtained, if one was.
     credential: Option<String>,
@@ -108,6 +110,7 @@ pub(crate) async fn run(
 fn base(cluster: &ClusterDetails) -> Report {
     Report {
         cluster: cluster.name.clone(),
+        source: cluster.source.clone(),
         auth_provider: cluster.auth_provider().unwrap_or_default().to_owned(),
         credential: None,
         expires_at: None,
@@ -293,6 +296,9 @@ fn print_table(reports: &[Report]) {
     for r in reports {
         if let Some(p) = &r.failure {
             println!("\n{} ({}): {}\n  hint: {}", r.cluster, p.kind, p.message, p.hint);
+            if !r.source.is_empty() {
+                println!("  found by: {}", r.source);
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ pub trait AccessTokenSource: Send + Sync + 'static {
 }
 
 /// The error of a method whose locator this build leaves out.
-#[cfg(any(not(feature = "gke"), not(feature = "catalog")))]
+#[cfg(any(not(feature = "gke"), not(feature = "catalog"), not(feature = "kubeconfig")))]
 fn left_out(kind: &str) -> String {
     format!(
         "type {kind} needs the `{kind}` feature of kubeauth-cluster-locator (and of kubeauth), which this build leaves out"
@@ -167,6 +167,22 @@ impl CombinedLocator {
                 "gke" => return Err(method_error(left_out("gke"))),
                 #[cfg(not(feature = "catalog"))]
                 "catalog" => return Err(method_error(left_out("catalog"))),
+                #[cfg(not(feature = "kubeconfig"))]
+                "kubeconfig" => return Err(method_error(left_out("kubeconfig"))),
+                #[cfg(feature = "kubeconfig")]
+                "kubeconfig" => {
+                    if method.clusters.is_some() || method.project_id.is_some() {
+                        return Err(method_error("type kubeconfig takes no `clusters` or `projectId`".into()));
+                    }
+                    let mut settings = crate::KubeconfigSettings::kubectl_default(|name| ctx.var(name));
+                    if let Some(path) = &method.path {
+                        let path = path.resolve(&ctx).map_err(|m| method_error(format!("path: {m}")))?;
+                        settings.files = vec![ctx.path(&path)];
+                        settings.files_must_exist = true;
+                    }
+                    settings.contexts = method.contexts.clone().unwrap_or_default();
+                    Arc::new(crate::KubeconfigLocator::new(settings, name.clone())?)
+                }
                 #[cfg(feature = "gke")]
                 "gke" => {
                     let settings = gke_settings(method, &ctx).map_err(&method_error)?;
@@ -213,7 +229,7 @@ impl CombinedLocator {
                 }
                 other => {
                     return Err(method_error(format!(
-                        "unknown type `{other}`; expected config, localKubectlProxy, catalog or gke"
+                        "unknown type `{other}`; expected config, localKubectlProxy, catalog, gke or kubeconfig"
                     )));
                 }
             };

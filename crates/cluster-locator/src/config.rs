@@ -427,7 +427,7 @@ pub struct ServiceLocatorMethod {
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct LocatorMethodConfig {
-    /// `config`, `localKubectlProxy` or `gke`.
+    /// `config`, `localKubectlProxy`, `gke`, `catalog` (kubeauth) or `kubeconfig` (kubeauth).
     #[serde(rename = "type")]
     pub kind: String,
     /// For `type: config`: the clusters.
@@ -469,6 +469,11 @@ pub struct LocatorMethodConfig {
     pub dangerously_allow_auth_metadata: Option<Vec<String>>,
     /// For `type: gke` (kubeauth): the GKE API's base URL (default `https://container.googleapis.com`).
     pub api_base_url: Option<ConfigString>,
+    /// For `type: kubeconfig` (kubeauth): the kubeconfig file (default: the files of `KUBECONFIG`, else
+    /// `~/.kube/config`, as kubectl reads them).
+    pub path: Option<ConfigString>,
+    /// For `type: kubeconfig` (kubeauth): the contexts to serve (default: every context).
+    pub contexts: Option<Vec<String>>,
     /// (kubeauth) A prefix for the names of this method's clusters, e.g. `eu-`: two GKE projects (or catalogs)
     /// that both have a `prod` cluster give `eu-prod` and `us-prod` instead of one `prod` and a warning.
     pub name_prefix: Option<ConfigString>,
@@ -518,6 +523,10 @@ pub struct ClusterConfig {
     /// kubeauth: an HTTP proxy to reach the API server through (CONNECT), `http://[user:password@]host:port`;
     /// default: `HTTPS_PROXY`/`HTTP_PROXY` and `NO_PROXY` of the environment (secret when it holds a password).
     pub proxy_url: Option<ConfigString>,
+    /// kubeauth: the name the API server's certificate is checked against (and sent in SNI) instead of the
+    /// URL's host, as kubeconfig's `tls-server-name`.
+    #[serde(rename = "tlsServerName")]
+    pub tls_server_name: Option<ConfigString>,
     /// Base64 of the PEM CA bundle of the API server.
     pub ca_data: Option<ConfigString>,
     /// Path of a PEM CA bundle.

@@ -116,6 +116,7 @@ fn resolve_cluster(
     cluster.ca_file = get("caFile", &raw.ca_file).map(|p| ctx.path(&p));
     cluster.dashboard_url = get("dashboardUrl", &raw.dashboard_url);
     cluster.proxy_url = get("proxyUrl", &raw.proxy_url);
+    cluster.tls_server_name = get("tlsServerName", &raw.tls_server_name);
     cluster.dashboard_app = get("dashboardApp", &raw.dashboard_app);
     if let Some(parameters) = &raw.dashboard_parameters {
         match crate::config::substitute_strings(parameters, ctx) {

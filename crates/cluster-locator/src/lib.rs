@@ -4,6 +4,8 @@
 //! - [`ConfigLocator`] (`type: config`): clusters listed in the config;
 //! - [`LocalKubectlProxyLocator`] (`type: localKubectlProxy`): one cluster, `local`, at `http://localhost:8001`;
 //! - [`GkeLocator`] (`type: gke`): the clusters of a Google Cloud project, from the GKE API;
+//! - [`KubeconfigLocator`] (`type: kubeconfig`, kubeauth): the contexts of kubectl's kubeconfig files, served
+//!   by the [`KubeconfigProvider`];
 //!
 //! and [`CombinedLocator`], which runs every configured method, honours `clusterLocatorContinueOnError`, and
 //! refuses two clusters of the same name.
@@ -41,6 +43,8 @@ mod config_locator;
 mod error;
 #[cfg(feature = "gke")]
 mod gke;
+#[cfg(feature = "kubeconfig")]
+pub mod kubeconfig;
 mod layered;
 mod local_kubectl_proxy;
 #[cfg(any(feature = "gke", feature = "catalog"))]
@@ -60,6 +64,8 @@ pub use config_locator::ConfigLocator;
 pub use error::LocatorError;
 #[cfg(feature = "gke")]
 pub use gke::{GkeLocator, GkeSettings};
+#[cfg(feature = "kubeconfig")]
+pub use kubeconfig::{KubeconfigLocator, KubeconfigProvider, KubeconfigSettings};
 pub use local_kubectl_proxy::LocalKubectlProxyLocator;
 pub use unknown::{UnknownKey, unknown_keys};
 pub use value::{ConfigBool, ConfigString, MAX_FILE_VALUE, ResolveContext};

@@ -137,6 +137,29 @@ async fn bad_base64_ca_data_names_the_cluster_and_key() {
 }
 
 #[tokio::test]
+async fn tls_server_name_is_read_and_a_bad_one_named() {
+    let yaml = one_cluster("url: https://10.0.0.1\nauthProvider: aws\ntlsServerName: api.prod.example");
+    let located = locate(&yaml, &env(&[])).await.unwrap();
+    assert_eq!(located[0].tls_server_name.as_deref(), Some("api.prod.example"));
+    let err = error_of(&one_cluster("url: https://10.0.0.1\nauthProvider: aws\ntlsServerName: 'a b/c'")).await;
+    assert!(err.contains("tlsServerName: `a b/c` is not a DNS name or IP address"), "{err}");
+}
+
+#[tokio::test]
+async fn a_kubeconfig_method_takes_no_clusters_and_its_file_must_exist() {
+    let err = error_of(
+        "kubernetes:\n  clusterLocatorMethods:\n    - type: kubeconfig\n      path: /nonexistent/kubeconfig\n",
+    )
+    .await;
+    assert!(err.contains("clusterLocatorMethods[0] (kubeconfig)"), "{err}");
+    let yaml = "kubernetes:\n  clusterLocatorMethods:\n    - type: kubeconfig\n      path: /nonexistent/kubeconfig\n";
+    let err = kubeauth_core::report(&locate(yaml, &env(&[])).await.unwrap_err());
+    assert!(err.contains("kubeconfig `/nonexistent/kubeconfig`: cannot be read"), "{err}");
+    let err = error_of("kubernetes:\n  clusterLocatorMethods:\n    - type: kubeconfig\n      clusters: []\n").await;
+    assert!(err.contains("type kubeconfig takes no `clusters`"), "{err}");
+}
+
+#[tokio::test]
 async fn an_unreadable_ca_file_names_the_cluster_key_and_path() {
     let err = error_of(&one_cluster("url: https://x\nauthProvider: aws\ncaFile: /nonexistent/ca.pem")).await;
     assert!(err.contains("cluster 'prod'") && err.contains("caFile: cannot read `/nonexistent/ca.pem`"), "{err}");

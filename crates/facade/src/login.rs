@@ -192,3 +192,33 @@ impl Logins {
         LocatorError::Key { origin: self.origin.clone(), key: key.to_owned(), message }.into()
     }
 }
+
+/// The refresh of a kubeconfig's legacy `auth-provider: oidc` users, through the one OpenID Connect login
+/// (discovery, the refresh-token grant, the new ID token verified).
+#[cfg(feature = "kubeconfig")]
+pub(crate) struct KubeconfigOidcRefresh;
+
+#[cfg(feature = "kubeconfig")]
+impl kubeauth_cluster_locator::kubeconfig::OidcRefresh for KubeconfigOidcRefresh {
+    fn refresh<'a>(
+        &'a self,
+        request: &'a kubeauth_cluster_locator::kubeconfig::OidcRefreshRequest,
+    ) -> kubeauth_cluster_locator::kubeconfig::RefreshFuture<'a> {
+        Box::pin(async move {
+            let mut settings = LoginSettings::oidc("kubeconfig", &request.issuer, &request.client_id);
+            settings.name = format!("kubeconfig {}", request.user);
+            settings.config_key = format!("{}.user.auth-provider", request.user);
+            settings.client_secret = request.client_secret.clone();
+            settings.ca_pem = request.ca_pem.clone();
+            // A refresh stores nothing: the store is never written.
+            let login = Login::new(settings, SessionStore::in_dir(std::env::temp_dir()))?;
+            let session = login.refresh_token(&request.refresh_token).await?;
+            let id_token = session.id_token.clone().ok_or("the token response has no ID token")?;
+            Ok(kubeauth_cluster_locator::kubeconfig::RefreshedTokens::new(
+                id_token.into(),
+                session.expires_at(),
+                session.refresh_token.map(Into::into),
+            ))
+        })
+    }
+}

@@ -187,6 +187,15 @@ impl Registry {
         #[cfg(feature = "google")]
         providers
             .insert(kubeauth_google::GoogleProvider::KEY.into(), Provider::client(kubeauth_google::GoogleProvider));
+        #[cfg(feature = "kubeconfig")]
+        {
+            use kubeauth_cluster_locator::KubeconfigProvider;
+            #[cfg(feature = "login")]
+            let provider = KubeconfigProvider::new().with_oidc_refresh(Arc::new(crate::login::KubeconfigOidcRefresh));
+            #[cfg(not(feature = "login"))]
+            let provider = KubeconfigProvider::new();
+            providers.insert(KubeconfigProvider::KEY.into(), Provider::server(provider));
+        }
         Self { providers }
     }
 
@@ -323,7 +332,17 @@ mod tests {
         let keys: Vec<&str> = r.keys().collect();
         assert_eq!(
             keys,
-            ["aks", "aws", "azure", "google", "googleServiceAccount", "localKubectlProxy", "oidc", "serviceAccount"]
+            [
+                "aks",
+                "aws",
+                "azure",
+                "google",
+                "googleServiceAccount",
+                "kubeconfig",
+                "localKubectlProxy",
+                "oidc",
+                "serviceAccount"
+            ]
         );
         assert_eq!(r.get("oidc").unwrap().side(), ProviderSide::Client);
         assert_eq!(r.get("aks").unwrap().side(), ProviderSide::Client);

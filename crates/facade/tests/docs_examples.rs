@@ -71,6 +71,16 @@ async fn every_docs_config_example_is_valid() {
             r#"{"type":"service_account","client_email":"a@b","private_key":"k"}"#,
         )
         .unwrap();
+        // The kubeconfig the kubeconfig examples name.
+        std::fs::write(
+            dir.path().join("kubeconfig.yaml"),
+            "clusters: [{name: c, cluster: {server: 'https://10.0.0.1:6443'}}]\n\
+             users:\n- {name: t, user: {token: a-token}}\n\
+             - {name: e, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: get-token, interactiveMode: Never}}}\n\
+             contexts:\n- {name: dev, context: {cluster: c, user: t}}\n- {name: prod, context: {cluster: c, user: t}}\n\
+             - {name: exec-dev, context: {cluster: c, user: e}}\n",
+        )
+        .unwrap();
         let file = dir.path().join("app-config.yaml");
         std::fs::write(&file, &example.yaml).unwrap();
         let config = AppConfig::from_file(&file).unwrap_or_else(|e| panic!("{page}: {e}"));

@@ -307,6 +307,7 @@ fn same_connection(a: &ClusterDetails, b: &ClusterDetails) -> bool {
         && a.skip_tls_verify == b.skip_tls_verify
         && a.connect_addresses == b.connect_addresses
         && a.proxy_url == b.proxy_url
+        && a.tls_server_name == b.tls_server_name
         && a.auth_metadata == b.auth_metadata
         && a.service_account_token.as_ref().map(|t| t.expose_secret())
             == b.service_account_token.as_ref().map(|t| t.expose_secret())

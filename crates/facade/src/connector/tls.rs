@@ -18,6 +18,7 @@ pub fn connection_config(cluster: &ClusterDetails, identity: Option<&ClientIdent
     let mut config = kube::Config::new(uri);
     config.root_cert = cluster.ca_certificates_der()?;
     config.accept_invalid_certs = cluster.skip_tls_verify;
+    config.tls_server_name = cluster.tls_server_name.clone();
     if let Some(identity) = identity {
         let b64 = &base64::engine::general_purpose::STANDARD;
         config.auth_info.client_certificate_data = Some(b64.encode(identity.certificate_pem()));

@@ -78,9 +78,16 @@ impl Transport {
             })?;
         let http = Connect { direct: http, proxy: proxy.map(Arc::new) };
         let (h1_connector, h2_tls) = if base.https {
-            let h1 = rustls_config(cluster, identity, &[b"http/1.1"])?;
+            // The builder offers ALPN `http/1.1` itself (it refuses settings that name protocols already).
+            let h1 = rustls_config(cluster, identity, &[])?;
             let h2 = rustls_config(cluster, identity, &[b"h2", b"http/1.1"])?;
-            (HttpsConnector::from((http.clone(), h1)), Some(Arc::new(h2)))
+            let h1 = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(h1)
+                .https_or_http()
+                .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(base.server_name.clone()))
+                .enable_http1()
+                .wrap_connector(http.clone());
+            (h1, Some(Arc::new(h2)))
         } else {
             // Plain http (a local `kubectl proxy`): TLS settings are not used.
             let tls = rustls_config(cluster, None, &[])?;
@@ -153,9 +160,8 @@ impl Transport {
         let tls = self.h2_tls.clone().ok_or("no TLS settings")?;
         let tcp = self.tcp.clone().oneshot(self.base.origin.clone()).await?.into_inner();
         self.opened.fetch_add(1, Ordering::Relaxed);
-        let server_name = rustls::pki_types::ServerName::try_from(self.base.host.clone())?;
         let io = tokio_rustls::TlsConnector::from(tls)
-            .connect(server_name, tokio::io::BufReader::with_capacity(READ_BUFFER, tcp))
+            .connect(self.base.server_name.clone(), tokio::io::BufReader::with_capacity(READ_BUFFER, tcp))
             .await?;
         if io.get_ref().1.alpn_protocol() != Some(b"h2") {
             tracing::debug!(cluster = %self.cluster, "the API server does not offer HTTP/2; using HTTP/1.1");
@@ -228,8 +234,9 @@ struct Base {
     origin: Uri,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
-    /// The host as TLS names it (no brackets around an IPv6 address).
-    host: String,
+    /// The name the API server's certificate must carry: `tlsServerName`, else the URL's host (no brackets
+    /// around an IPv6 address).
+    server_name: rustls::pki_types::ServerName<'static>,
     /// The URL's path without its trailing `/` (empty for most clusters).
     prefix: String,
 }
@@ -254,7 +261,19 @@ impl Base {
             .build()
             .map_err(|e| invalid(e.to_string()))?;
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
-        Ok(Self { https, origin, scheme, authority, host, prefix: uri.path().trim_end_matches('/').to_owned() })
+        let (key, name) = match &cluster.tls_server_name {
+            Some(name) => ("tlsServerName", name.clone()),
+            None => ("url", host),
+        };
+        let server_name = rustls::pki_types::ServerName::try_from(name).map_err(|e| -> Error {
+            kubeauth_core::Error::Config {
+                cluster: cluster.name.clone(),
+                key: key.into(),
+                message: format!("not a TLS server name: {e}"),
+            }
+            .into()
+        })?;
+        Ok(Self { https, origin, scheme, authority, server_name, prefix: uri.path().trim_end_matches('/').to_owned() })
     }
 
     /// The absolute URI of a request path and query (`/api/v1/pods?watch=1`).

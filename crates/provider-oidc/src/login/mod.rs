@@ -67,6 +67,8 @@ pub struct LoginSettings {
     pub send: SendToken,
     /// A PEM file of CA certificates trusted for the issuer besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for the issuer besides the system's (and `ca_file`'s).
+    pub ca_pem: Option<Vec<u8>>,
     /// How long a login may wait for the user.
     pub login_timeout: Duration,
 }
@@ -105,6 +107,7 @@ impl LoginSettings {
             redirect_port: 0,
             send: preset.send,
             ca_file: None,
+            ca_pem: None,
             login_timeout: Duration::from_secs(300),
         }
     }
@@ -394,6 +397,11 @@ impl Login {
                 .map_err(|e| config(format!("caFile {}: not PEM certificates: {e}", file.display())))?;
             builder = builder.tls_certs_merge(certs);
         }
+        if let Some(pem) = &settings.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| config(format!("CA certificates: not PEM certificates: {e}")))?;
+            builder = builder.tls_certs_merge(certs);
+        }
         let client = builder.build().map_err(|e| config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self { settings, store, http: Http(client), discovered: OnceCell::new() })
     }
@@ -559,6 +567,16 @@ impl Login {
             provider: self.settings.name.clone(),
             reason: "the session has no refresh token".into(),
         })?;
+        self.refresh_grant(refresh, Some(session)).await
+    }
+
+    /// A session from a refresh token kept elsewhere (a kubeconfig's): the answer must carry an ID token, which
+    /// is verified. Does not store it.
+    pub async fn refresh_token(&self, refresh_token: &SecretString) -> Result<Session, LoginError> {
+        self.refresh_grant(refresh_token.expose_secret().to_owned(), None).await
+    }
+
+    async fn refresh_grant(&self, refresh: String, session: Option<&Session>) -> Result<Session, LoginError> {
         let discovered = self.discover().await?;
         let response = discovered
             .client
@@ -567,7 +585,7 @@ impl Login {
             .request_async(&self.http)
             .await
             .map_err(|e| self.token_error("refresh", e))?;
-        self.session_from(&discovered.client, response, None, Some(session))
+        self.session_from(&discovered.client, response, None, session)
     }
 
     /// Verifies an ID token of this issuer and client: signature (issuer's JWKS), issuer, audience, expiry, and
