@@ -607,3 +607,57 @@ async fn doctor_checks_the_contexts_of_kubectls_own_kubeconfig_and_says_where_ea
     );
     assert!(!warnings.contains("hunter2") && !stdout(&out).contains(&token), "no secret in the output");
 }
+
+#[tokio::test]
+async fn kubectl_gets_a_pinniped_certificate_from_kubeauth_token_and_doctor_reports_it() {
+    use kubeauth_testkit::concierge::ConciergeStandIn;
+    let env = TestCluster::shared();
+    env.grant("cli-pinniped-robot", kubeauth_testkit::user("pinniped:robot"), &["list"], &["namespaces"]).await;
+    let concierge =
+        ConciergeStandIn::for_cluster(env, ("WebhookAuthenticator", "robots"), &[("robot-upstream", "robot")]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app-config.yaml"),
+        format!(
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - name: robots\n          url: {}\n          caData: {}\n          authProvider: pinnipedServer\n          serviceAccountToken: robot-upstream\n          authMetadata:\n            kubernetes.io/pinniped-authenticator: WebhookAuthenticator/robots\n            kubernetes.io/pinniped-concierge-endpoint: {}\n            kubernetes.io/pinniped-concierge-ca-data: {}\n",
+            env.url(),
+            env.ca().ca_data(),
+            concierge.url(),
+            concierge.ca_data()
+        ),
+    )
+    .unwrap();
+    let run = Run::new(dir.path());
+
+    // kubectl runs `kubeauth token` as its exec plugin and presents the certificate it prints.
+    let config = dir.path().join("app-config.yaml");
+    let cache = dir.path().join("cache");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        env.kubeconfig_with_user(&format!(
+            "exec:\n  apiVersion: client.authentication.k8s.io/v1\n  command: {KUBEAUTH}\n  args: [token, --config, {}, --cluster, robots]\n  env: [{{name: KUBEAUTH_CACHE_DIR, value: {}}}]\n  interactiveMode: Never",
+            config.display(),
+            cache.display()
+        )),
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        Command::new(&env.binaries().kubectl).arg("--kubeconfig").arg(&kubeconfig).args(args).output().unwrap()
+    };
+    let out = kubectl(&["get", "namespaces", "-o", "name"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).lines().any(|l| l == "namespace/default"), "{}", stdout(&out));
+    let out = kubectl(&["get", "pods", "-A"]);
+    assert!(stderr(&out).contains("User \"pinniped:robot\" cannot list resource \"pods\""), "{}", stderr(&out));
+    assert_eq!(concierge.exchanges(), 1, "the certificate is kept in kubeauth's cache between kubectl runs");
+
+    let out = run.kubeauth(&["doctor", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports[0]["authProvider"], "pinnipedServer");
+    assert_eq!(reports[0]["credential"], "x509 client certificate");
+    assert!(reports[0]["expiresAt"].as_str().is_some_and(|at| at.ends_with('Z')), "{reports:#}");
+    assert_eq!(reports[0]["canListNamespaces"], true);
+    assert!(!stdout(&out).contains("robot-upstream") && !stderr(&out).contains("robot-upstream"));
+}

@@ -8,6 +8,7 @@ mod custom_provider;
 mod deploy;
 mod kubeconfig;
 mod local_kubectl_proxy;
+mod pinniped;
 mod server;
 mod service_account;
 mod tls;

@@ -150,6 +150,15 @@ impl CredentialCache {
         Ok(self.store(credential))
     }
 
+    /// Whether a credential valid at `now` is cached (one without an expiry is, within the unexpiring TTL).
+    fn holds_valid_at(&self, now: SystemTime) -> bool {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state.entry.as_ref().is_some_and(|entry| match entry.credential.expires_at() {
+            Some(at) => at > now,
+            None => entry.fetched.elapsed() < self.unexpiring_ttl,
+        })
+    }
+
     /// Forgets the cached credential.
     pub fn clear(&self) {
         self.state.write().unwrap_or_else(PoisonError::into_inner).entry = None;
@@ -224,6 +233,14 @@ impl<K: Eq + Hash> KeyedCredentialCache<K> {
     pub fn cache(&self, key: K) -> Arc<CredentialCache> {
         let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
         caches.entry(key).or_insert_with(|| Arc::new(CredentialCache::new(self.refresh_margin))).clone()
+    }
+
+    /// Forgets the caches that hold no credential valid now and that no caller holds: keys that come and go
+    /// (users' tokens) do not pile up.
+    pub fn retain_valid(&self) {
+        let now = SystemTime::now();
+        let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        caches.retain(|_, cache| Arc::strong_count(cache) > 1 || cache.holds_valid_at(now));
     }
 
     /// How many keys have a cache.

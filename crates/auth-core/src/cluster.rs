@@ -176,26 +176,7 @@ impl ClusterDetails {
     /// The CA certificates (DER) from `caFile`, else `caData` (Backstage's order: a file wins over inline
     /// data); `None` when neither is set (use the system roots).
     pub fn ca_certificates_der(&self) -> Result<Option<Vec<Vec<u8>>>, Error> {
-        let (key, pem_text) = if let Some(path) = &self.ca_file {
-            let bytes = std::fs::read(path).map_err(|source| Error::Io {
-                cluster: self.name.clone(),
-                key: "caFile".into(),
-                path: path.clone(),
-                source,
-            })?;
-            ("caFile", bytes)
-        } else if let Some(data) = &self.ca_data {
-            let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
-            let bytes =
-                base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).map_err(|e| Error::Config {
-                    cluster: self.name.clone(),
-                    key: "caData".into(),
-                    message: format!("not valid base64 ({e}); caData is the base64 of a PEM CA bundle"),
-                })?;
-            ("caData", bytes)
-        } else {
-            return Ok(None);
-        };
+        let Some((key, pem_text)) = self.ca_pem_with_key()? else { return Ok(None) };
         let blocks = pem::parse_many(&pem_text).map_err(|e| Error::Config {
             cluster: self.name.clone(),
             key: key.into(),
@@ -211,6 +192,34 @@ impl ClusterDetails {
             });
         }
         Ok(Some(certs))
+    }
+
+    /// The CA bundle as PEM text, from `caFile`, else `caData`, as [`ca_certificates_der`](Self::ca_certificates_der)
+    /// reads it (for clients that take PEM: an exec plugin's cluster info, a Pinniped Concierge at the cluster).
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.ca_pem_with_key()?.map(|(_, pem)| pem))
+    }
+
+    /// The CA bundle as PEM text and the key it came from.
+    fn ca_pem_with_key(&self) -> Result<Option<(&'static str, Vec<u8>)>, Error> {
+        if let Some(path) = &self.ca_file {
+            let bytes = std::fs::read(path).map_err(|source| Error::Io {
+                cluster: self.name.clone(),
+                key: "caFile".into(),
+                path: path.clone(),
+                source,
+            })?;
+            return Ok(Some(("caFile", bytes)));
+        }
+        let Some(data) = &self.ca_data else { return Ok(None) };
+        let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).map_err(|e| Error::Config {
+                cluster: self.name.clone(),
+                key: "caData".into(),
+                message: format!("not valid base64 ({e}); caData is the base64 of a PEM CA bundle"),
+            })?;
+        Ok(Some(("caData", bytes)))
     }
 }
 

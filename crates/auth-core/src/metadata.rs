@@ -17,6 +17,16 @@ pub const AWS_REGION: &str = "kubernetes.io/aws-region";
 /// kubeauth: the Entra ID scope the `azure` provider asks a token for.
 pub const AZURE_SCOPE: &str = "kubernetes.io/azure-scope";
 
+/// kubeauth: the Pinniped Concierge authenticator a `pinniped` cluster's token is exchanged with,
+/// `JWTAuthenticator/<name>` or `WebhookAuthenticator/<name>`.
+pub const PINNIPED_AUTHENTICATOR: &str = "kubernetes.io/pinniped-authenticator";
+/// kubeauth: where the Pinniped Concierge's `TokenCredentialRequest` API is reached (default: the cluster's URL).
+pub const PINNIPED_CONCIERGE_ENDPOINT: &str = "kubernetes.io/pinniped-concierge-endpoint";
+/// kubeauth: base64 of the PEM CA bundle of [`PINNIPED_CONCIERGE_ENDPOINT`] (default: the cluster's CA).
+pub const PINNIPED_CONCIERGE_CA_DATA: &str = "kubernetes.io/pinniped-concierge-ca-data";
+/// kubeauth: the Pinniped API group suffix (default `pinniped.dev`).
+pub const PINNIPED_API_GROUP_SUFFIX: &str = "kubernetes.io/pinniped-api-group-suffix";
+
 /// kubeauth: the kubeconfig file a `kubeconfig` cluster's user is read from (set by the kubeconfig locator).
 pub const KUBECONFIG_FILE: &str = "kubeauth.io/kubeconfig-file";
 /// kubeauth: the name of the cluster's user in [`KUBECONFIG_FILE`] (set by the kubeconfig locator).
@@ -32,4 +42,7 @@ pub const PUBLIC_KEYS: &[&str] = &[
     AZURE_SCOPE,
     KUBECONFIG_FILE,
     KUBECONFIG_USER,
+    PINNIPED_AUTHENTICATOR,
+    PINNIPED_CONCIERGE_ENDPOINT,
+    PINNIPED_API_GROUP_SUFFIX,
 ];

@@ -9,7 +9,8 @@
 //!   ([`CredentialLayer`]) that refreshes it ahead of expiry and retries once with a fresh one after a 401.
 //! - Re-exports of the contract ([`kubeauth_core`]) and the cluster locators ([`kubeauth_cluster_locator`]).
 //!   The `gke` and `catalog` locators, which ask a service over HTTP, are the features `gke` and `catalog`
-//!   (default); without them no HTTP client beyond kube's is built in.
+//!   (default); without them no HTTP client beyond kube's is built in. The `kubeconfig` locator and provider
+//!   (kubectl's contexts, exec plugins included) are the feature `kubeconfig` (default).
 //!
 //! The one path data takes: config text → locator → [`ClusterDetails`] → the registry picks the provider by
 //! the cluster's `authProvider` → [`Credential`] → [`CredentialLayer`] applies it to each HTTP request.
@@ -90,6 +91,9 @@ pub use kubeauth_google_service_account as google_service_account;
 /// The `google` provider.
 #[cfg(feature = "google")]
 pub use kubeauth_google as google;
+/// The `pinniped` and `pinnipedServer` providers.
+#[cfg(feature = "pinniped")]
+pub use kubeauth_pinniped as pinniped;
 
 /// The Rust examples of docs/custom-providers.md, compiled and run as doctests so that the guide stays true.
 #[cfg(doctest)]

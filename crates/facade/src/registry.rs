@@ -133,9 +133,9 @@ impl Provider {
 /// [`Connector`](crate::Connector)'s, the config is read by [`Kubeauth`](crate::Kubeauth).
 ///
 /// [`Registry::with_defaults`] holds every default provider compiled in (cargo features `service-account`,
-/// `local-kubectl-proxy`, `oidc`, `google`, `aws`, `google-service-account`, `azure`, all on by default). A
-/// custom provider is added beside them under its own key with [`add`](Self::add); adding under a taken key
-/// is an error, and replacing a built-in takes the explicit [`replace`](Self::replace).
+/// `local-kubectl-proxy`, `oidc`, `google`, `aws`, `google-service-account`, `azure`, `pinniped`, `kubeconfig`,
+/// all on by default). A custom provider is added beside them under its own key with [`add`](Self::add);
+/// adding under a taken key is an error, and replacing a built-in takes the explicit [`replace`](Self::replace).
 ///
 /// ```
 /// use kubeauth::{Credential, Provider, Registry};
@@ -187,6 +187,16 @@ impl Registry {
         #[cfg(feature = "google")]
         providers
             .insert(kubeauth_google::GoogleProvider::KEY.into(), Provider::client(kubeauth_google::GoogleProvider));
+        #[cfg(feature = "pinniped")]
+        providers.insert(
+            kubeauth_pinniped::PinnipedProvider::KEY.into(),
+            Provider::client(kubeauth_pinniped::PinnipedProvider::default()),
+        );
+        #[cfg(feature = "pinniped")]
+        providers.insert(
+            kubeauth_pinniped::PinnipedServerProvider::KEY.into(),
+            Provider::server(kubeauth_pinniped::PinnipedServerProvider::default()),
+        );
         #[cfg(feature = "kubeconfig")]
         {
             use kubeauth_cluster_locator::KubeconfigProvider;
@@ -341,6 +351,8 @@ mod tests {
                 "kubeconfig",
                 "localKubectlProxy",
                 "oidc",
+                "pinniped",
+                "pinnipedServer",
                 "serviceAccount"
             ]
         );

@@ -81,8 +81,14 @@ impl TestCa {
         self.sign(params)
     }
 
-    /// A client certificate for Kubernetes user `user` in `groups`.
+    /// A client certificate for Kubernetes user `user` in `groups`, valid two days.
     pub fn client_cert(&self, user: &str, groups: &[&str]) -> CertifiedKey {
+        self.client_cert_until(user, groups, std::time::SystemTime::now() + std::time::Duration::from_secs(2 * 86400))
+    }
+
+    /// A client certificate for `user` in `groups` that expires at `not_after` (a short-lived one, as a
+    /// Pinniped Concierge issues).
+    pub fn client_cert_until(&self, user: &str, groups: &[&str], not_after: std::time::SystemTime) -> CertifiedKey {
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, user);
         for g in groups {
@@ -90,7 +96,11 @@ impl TestCa {
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        self.sign(params)
+        validity(&mut params);
+        params.not_after = time::OffsetDateTime::from(not_after);
+        let key = KeyPair::generate().expect("generate a key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign the certificate");
+        CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
     }
 
     fn sign(&self, mut params: CertificateParams) -> CertifiedKey {

@@ -32,6 +32,16 @@ pub trait TokenVerifier: Send + Sync + 'static {
     fn verify<'a>(&'a self, token: &'a str) -> VerifyFuture<'a>;
 }
 
+/// A verifier that knows a fixed set of tokens.
+#[derive(Debug, Clone, Default)]
+pub struct StaticTokens(pub std::collections::HashMap<String, UserInfo>);
+
+impl TokenVerifier for StaticTokens {
+    fn verify<'a>(&'a self, token: &'a str) -> VerifyFuture<'a> {
+        Box::pin(async move { self.0.get(token).cloned().ok_or_else(|| "unknown token".to_owned()) })
+    }
+}
+
 /// An HTTPS TokenReview webhook (`authentication.k8s.io/v1`) on loopback, for kube-apiserver's
 /// `--authentication-token-webhook-config-file` (see [`TestClusterBuilder::token_webhook`]).
 ///

@@ -211,14 +211,7 @@ fn exec_info(
             info["insecure-skip-tls-verify"] = true.into();
         }
         // As the cluster has it: a file (read now) wins over inline data, as for connections.
-        let ca_data = match (&cluster.ca_file, &cluster.ca_data) {
-            (Some(path), _) => {
-                Some(base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).map_err(|source| {
-                    Error::Io { cluster: cluster.name.clone(), key: "caFile".into(), path: path.clone(), source }
-                })?))
-            }
-            (None, data) => data.clone(),
-        };
+        let ca_data = cluster.ca_pem()?.map(|pem| base64::engine::general_purpose::STANDARD.encode(pem));
         if let Some(data) = ca_data {
             info["certificate-authority-data"] = data.into();
         }
