@@ -362,6 +362,17 @@ fn catalog_entities_that_break_the_rules_are_skipped_and_logged() {
             ("kubernetes.io/x-k8s-aws-id", "prod-eks"),
         ],
     ));
+    // The server's own kubeconfig credential, asked for by annotations: the catalog passes none of them, so the
+    // kubeconfig provider has no user to read even at a URL allowed for server-side providers.
+    catalog.add(entity(
+        "borrowed",
+        &[
+            ("kubernetes.io/api-server", "https://35.200.10.5"),
+            ("kubernetes.io/auth-provider", "kubeconfig"),
+            ("kubeauth.io/kubeconfig-file", "/etc/kubernetes/admin.conf"),
+            ("kubeauth.io/kubeconfig-user", "kubernetes-admin"),
+        ],
+    ));
     catalog.add(entity(
         "unknown",
         &[("kubernetes.io/api-server", "https://35.200.10.3"), ("kubernetes.io/auth-provider", "vault")],
@@ -376,7 +387,7 @@ fn catalog_entities_that_break_the_rules_are_skipped_and_logged() {
     std::fs::write(
         &config,
         format!(
-            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - {{name: prod, url: 'https://35.200.10.9', authProvider: google}}\n    - type: catalog\nkubeauth:\n  catalog:\n    baseUrl: {}\n    token: ${{CATALOG_TOKEN}}\n",
+            "kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters:\n        - {{name: prod, url: 'https://35.200.10.9', authProvider: google}}\n    - type: catalog\n      dangerouslyAllowServerSideProviders: ['https://35.200.10.5']\nkubeauth:\n  catalog:\n    baseUrl: {}\n    token: ${{CATALOG_TOKEN}}\n",
             catalog.url()
         ),
     )
@@ -399,6 +410,7 @@ fn catalog_entities_that_break_the_rules_are_skipped_and_logged() {
         ("resource:default/sneaky", "non-public address 127.0.0.1"),
         ("resource:default/steered", "allow that URL with dangerouslyAllowServerSideProviders"),
         ("resource:default/unknown", "\"vault\" has no authentication provider registered"),
+        ("resource:default/borrowed", "serves the clusters of a kubeconfig locator only"),
     ] {
         let line =
             stderr.lines().find(|l| l.contains(entity)).unwrap_or_else(|| panic!("{entity} not logged: {stderr}"));

@@ -365,7 +365,7 @@ mod tests {
     fn custom_providers_go_beside_the_defaults_and_replace_only_when_asked() {
         let mut r = Registry::with_defaults();
         r.add("vault", fixed(Credential::bearer("v"))).unwrap();
-        assert_eq!(r.keys().count(), 9);
+        assert_eq!(r.keys().count(), 12);
         assert_eq!(
             r.add("serviceAccount", fixed(Credential::bearer("x"))).unwrap_err(),
             RegistryError::KeyTaken { key: "serviceAccount".into() }

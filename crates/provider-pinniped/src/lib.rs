@@ -34,6 +34,8 @@ use sha2::{Digest as _, Sha256};
 
 /// How long before its expiry a certificate is replaced.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// The largest answer read from a Concierge (a certificate and key are a few KiB).
+const MAX_ANSWER: usize = 256 * 1024;
 /// How long the Concierge may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -180,14 +182,23 @@ impl Exchange {
                 },
             },
         });
-        let span = tracing::debug_span!("pinniped exchange", cluster = %cluster.name, endpoint = %target.endpoint);
-        let _entered = span.enter();
-        let response =
+        tracing::debug!(cluster = %cluster.name, endpoint = %target.endpoint, "exchanging a token at the Pinniped Concierge");
+        let mut response =
             client.post(&url).header("accept", "application/json").json(&request).send().await.map_err(|e| {
                 failed(format!("the Concierge at {} did not answer: {}", target.endpoint, kubeauth_core::report(&e)))
             })?;
         let status = response.status();
-        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        // The endpoint may be a catalog entity's cluster URL: its answer is read up to a bound.
+        let mut body = Vec::new();
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| failed(format!("reading the Concierge's answer: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(failed(format!("the Concierge's answer is larger than {} KiB", MAX_ANSWER / 1024)));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         // A Kubernetes Status (403, 404: no Concierge there) or the request's own status.
         let message = answer
             .pointer("/status/message")
