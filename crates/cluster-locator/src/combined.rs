@@ -174,13 +174,13 @@ impl CombinedLocator {
                     if method.clusters.is_some() || method.project_id.is_some() {
                         return Err(method_error("type kubeconfig takes no `clusters` or `projectId`".into()));
                     }
-                    let mut settings = crate::KubeconfigSettings::kubectl_default(|name| ctx.var(name));
-                    if let Some(path) = &method.path {
-                        let path = path.resolve(&ctx).map_err(|m| method_error(format!("path: {m}")))?;
-                        settings.files = vec![ctx.path(&path)];
-                        settings.files_must_exist = true;
-                    }
-                    settings.contexts = method.contexts.clone().unwrap_or_default();
+                    let settings = match &method.path {
+                        Some(path) => crate::KubeconfigSettings::file(
+                            ctx.path(&path.resolve(&ctx).map_err(|m| method_error(format!("path: {m}")))?),
+                        ),
+                        None => crate::KubeconfigSettings::kubectl_default(|name| ctx.var(name)),
+                    };
+                    let settings = settings.with_contexts(method.contexts.clone().unwrap_or_default());
                     Arc::new(crate::KubeconfigLocator::new(settings, name.clone())?)
                 }
                 #[cfg(feature = "gke")]

@@ -21,6 +21,18 @@ pub struct KubeconfigSettings {
 }
 
 impl KubeconfigSettings {
+    /// One file, which must exist (a `path` of the config).
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self { files: vec![path.into()], files_must_exist: true, contexts: Vec::new() }
+    }
+
+    /// Only these contexts.
+    #[must_use]
+    pub fn with_contexts(mut self, contexts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.contexts = contexts.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The files kubectl reads: those of `KUBECONFIG` (split on `:`), else `~/.kube/config`.
     pub fn kubectl_default(env: impl Fn(&str) -> Option<String>) -> Self {
         let files: Vec<PathBuf> = match env("KUBECONFIG").filter(|v| !v.is_empty()) {
@@ -281,11 +293,7 @@ contexts:
     fn locator(dir: &std::path::Path, text: &str, contexts: &[&str]) -> Result<KubeconfigLocator, LocatorError> {
         let path = dir.join("config");
         std::fs::write(&path, text).unwrap();
-        let settings = KubeconfigSettings {
-            files: vec![path],
-            files_must_exist: true,
-            contexts: contexts.iter().map(|c| (*c).to_owned()).collect(),
-        };
+        let settings = KubeconfigSettings::file(path).with_contexts(contexts.iter().copied());
         KubeconfigLocator::new(settings, "clusterLocatorMethods[0] (kubeconfig)")
     }
 

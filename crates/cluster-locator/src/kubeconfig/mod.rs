@@ -11,8 +11,7 @@
 //! users: [{name: dev, user: {token: s3cret}}]
 //! contexts: [{name: dev, context: {cluster: dev, user: dev}}]
 //! ")?;
-//! let settings = KubeconfigSettings { files: vec![path], files_must_exist: true, ..Default::default() };
-//! let locator = KubeconfigLocator::new(settings, "kubeconfig")?;
+//! let locator = KubeconfigLocator::new(KubeconfigSettings::file(path), "kubeconfig")?;
 //! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! let clusters = rt.block_on(locator.clusters())?;
 //! assert_eq!((clusters[0].name.as_str(), clusters[0].auth_provider()), ("dev", Some("serviceAccount")));
