@@ -391,7 +391,11 @@ fn fuzz(args: &[String]) -> Result<(), String> {
 fn criterion_bench() -> Result<String, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut text = String::new();
-    for (package, bench) in [("kubeauth-core", "credential_cache"), ("kubeauth-server", "access")] {
+    for (package, bench) in [
+        ("kubeauth-core", "credential_cache"),
+        ("kubeauth-server", "access"),
+        ("kubeauth-cluster-locator", "kubeconfig"),
+    ] {
         let out = Command::new(&cargo)
             .current_dir(root())
             .args(["bench", "--locked", "-p", package, "--bench", bench, "--"])
@@ -429,7 +433,7 @@ fn criterion_bench() -> Result<String, String> {
         }
     }
     Ok(format!(
-        "## Per-request costs (criterion)\n\nWhat every request through the credential layer pays once its credential is cached, and what per-user access (permission rules and impersonation) adds to a proxied request.\n\n| benchmark | median per call | 95% interval |\n|---|---|---|\n{}\n",
+        "## Per-request costs (criterion)\n\nWhat every request through the credential layer pays once its credential is cached, what per-user access (permission rules and impersonation) adds to a proxied request, and what a kubeconfig locator adds to each listing of the clusters.\n\n| benchmark | median per call | 95% interval |\n|---|---|---|\n{}\n",
         rows.join("\n")
     ))
 }

@@ -60,6 +60,8 @@ pub struct KubeconfigLocator {
     settings: KubeconfigSettings,
     method: String,
     last: Mutex<Option<(Texts, Located)>>,
+    /// The last failure to read the files, said once.
+    failure: Mutex<Option<String>>,
 }
 
 /// The files' texts a list was made from.
@@ -76,7 +78,7 @@ impl KubeconfigLocator {
     /// be served, is an error naming the file, the context and the key. `method` names the locator in
     /// messages and in each cluster's `source`.
     pub fn new(settings: KubeconfigSettings, method: impl Into<String>) -> Result<Self, LocatorError> {
-        let locator = Self { settings, method: method.into(), last: Mutex::new(None) };
+        let locator = Self { settings, method: method.into(), last: Mutex::new(None), failure: Mutex::new(None) };
         let texts = file::read_all(&locator.settings.files, locator.settings.files_must_exist)
             .map_err(|e| locator.failed(e.to_string()))?;
         let merged = file::merge(&texts).map_err(|e| locator.failed(e.to_string()))?;
@@ -242,23 +244,34 @@ fn user_credential(user: &FromFile<UserEntry>, name: &str) -> Result<UserCredent
 impl ClusterLocator for KubeconfigLocator {
     fn clusters(&self) -> ClustersFuture<'_> {
         Box::pin(async move {
-            let texts = file::read_all(&self.settings.files, self.settings.files_must_exist)
-                .map_err(|e| e.to_string())
-                .and_then(|texts| Ok((file::merge(&texts).map_err(|e| e.to_string())?, texts)));
+            let read = file::read_all(&self.settings.files, self.settings.files_must_exist);
             let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-            match texts {
-                Ok((_, texts)) if last.as_ref().is_some_and(|(held, _)| *held == texts) => {}
-                Ok((merged, texts)) => {
+            // Unchanged text: the same list, without parsing (this runs at every listing).
+            let read = match read {
+                Ok(texts) if last.as_ref().is_some_and(|(held, _)| *held == texts) => Ok(None),
+                Ok(texts) => file::merge(&texts).map(|merged| Some((merged, texts))),
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(None) => {}
+                Ok(Some((merged, texts))) => {
                     let (clusters, skipped) = self.clusters_of(&merged);
                     for (_, reason) in skipped {
                         tracing::warn!(method = %self.method, "{reason}: skipped");
                     }
                     *last = Some((texts, clusters.into()));
+                    *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = None;
                 }
-                Err(message) if last.is_some() => {
-                    tracing::warn!(method = %self.method, "{message}; keeping the clusters read before");
+                Err(e) if last.is_some() => {
+                    // Said once per failure, not at every listing.
+                    let message = e.to_string();
+                    let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+                    if failure.as_deref() != Some(message.as_str()) {
+                        tracing::warn!(method = %self.method, "{message}; keeping the clusters read before");
+                        *failure = Some(message);
+                    }
                 }
-                Err(message) => return Err(self.failed(message)),
+                Err(e) => return Err(self.failed(e.to_string())),
             }
             Ok(last.as_ref().map(|(_, clusters)| clusters.clone()).unwrap_or_else(|| Vec::new().into()))
         })
