@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use kubeauth_core::{
@@ -34,6 +34,8 @@ use sha2::{Digest as _, Sha256};
 
 /// How long before its expiry a certificate is replaced.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// How often certificates that expired are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// The largest answer read from a Concierge (a certificate and key are a few KiB).
 const MAX_ANSWER: usize = 256 * 1024;
 /// How long the Concierge may take to answer.
@@ -44,6 +46,7 @@ struct Exchange {
     provider: &'static str,
     certificates: KeyedCredentialCache<(String, [u8; 32])>,
     clients: Mutex<HashMap<(String, Option<String>), reqwest::Client>>,
+    pruned: Mutex<Instant>,
 }
 
 impl Default for Exchange {
@@ -52,6 +55,7 @@ impl Default for Exchange {
             provider: "",
             certificates: KeyedCredentialCache::new(REFRESH_MARGIN),
             clients: Mutex::new(HashMap::new()),
+            pruned: Mutex::new(Instant::now()),
         }
     }
 }
@@ -73,7 +77,14 @@ impl Exchange {
     /// The cluster's certificate for `token`: the kept one while it is fresh, else a new exchange.
     async fn certificate(&self, cluster: &ClusterDetails, token: &str) -> Result<Credential, Error> {
         let key = (cluster.name.clone(), Sha256::digest(token.as_bytes()).into());
-        self.certificates.retain_valid();
+        // Users come and go: their expired certificates are dropped, at most once a minute.
+        {
+            let mut pruned = self.pruned.lock().unwrap_or_else(PoisonError::into_inner);
+            if pruned.elapsed() >= PRUNE_EVERY {
+                *pruned = Instant::now();
+                self.certificates.retain_valid();
+            }
+        }
         let cache = self.certificates.cache(key);
         let cached = cache.get(|| self.exchange(cluster, token)).await?;
         Ok(cached.credential)

@@ -16,8 +16,8 @@ use super::oidc::OidcRefresher;
 /// file at each credential, so a rotated token file or certificate is picked up. In kubectl's order:
 /// 1. `exec`: the plugin is run as kubectl runs it (ExecCredential `client.authentication.k8s.io/v1` or
 ///    `v1beta1`, `KUBERNETES_EXEC_INFO` with `interactive` and, with `provideClusterInfo`, the cluster), and its
-///    answer — a token or a client certificate — is kept until its `expirationTimestamp` (one without is kept
-///    for [`ExecPlugins::UNEXPIRING_TTL`]);
+///    answer — a token or a client certificate — is kept until a minute before its `expirationTimestamp` (one
+///    without is kept five minutes);
 /// 2. `auth-provider: oidc` (legacy): the `id-token` while valid, then a new one from the issuer's token
 ///    endpoint with the `refresh-token` (kept in memory; the file is not written);
 /// 3. a client certificate (`client-certificate[-data]` and `client-key[-data]`), presented in the TLS
