@@ -226,13 +226,7 @@ impl std::fmt::Debug for FakeEntra {
 impl FakeEntra {
     /// Starts the fake for `tenant`; its managed identity has object id `managed_oid`.
     pub fn start(tenant: &str, managed_oid: &str) -> Self {
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let ca = crate::pki::TestCa::new("kubeauth-test-entra-ca");
-        let cert = ca.server_cert(&["127.0.0.1"]);
-        let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("cert")];
-        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
-        let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).expect("tls");
+        let (ca, acceptor) = crate::pki::loopback_tls("kubeauth-test-entra-ca");
         let state = std::sync::Arc::new(EntraState {
             tokens: EntraTokens::new(tenant),
             url: Default::default(),
@@ -252,7 +246,7 @@ impl FakeEntra {
                 async move { entra_handle(&state, req).await }
             })
         };
-        let server = serve(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))));
+        let server = serve(Some(acceptor));
         // Managed-identity endpoints are plain HTTP on the host, as App Service's and IMDS are.
         let msi = serve(None);
         *state.url.lock().expect("lock") = format!("https://{}", server.addr());

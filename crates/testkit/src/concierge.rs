@@ -18,7 +18,6 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, Response};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use crate::pki::{CertifiedKey, TestCa};
 use crate::server::ThreadServer;
@@ -60,13 +59,7 @@ impl ConciergeStandIn {
         lifetime: Duration,
         signer: impl Fn(&UserInfo, SystemTime) -> CertifiedKey + Send + Sync + 'static,
     ) -> Self {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let ca = TestCa::new("kubeauth-test-concierge-ca");
-        let cert = ca.server_cert(&["127.0.0.1"]);
-        let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("cert")];
-        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
-        let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).expect("tls");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (ca, acceptor) = crate::pki::loopback_tls("kubeauth-test-concierge-ca");
         let requests: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let exchanges = Arc::new(AtomicUsize::new(0));
         let state = Arc::new(State {

@@ -111,6 +111,19 @@ impl TestCa {
     }
 }
 
+/// A new CA named `ca_name` and TLS settings for a server on `127.0.0.1` with a certificate it signed: what every
+/// HTTPS fake of the testkit serves with (clients trust the CA).
+pub fn loopback_tls(ca_name: &str) -> (TestCa, tokio_rustls::TlsAcceptor) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = TestCa::new(ca_name);
+    let cert = ca.server_cert(&["127.0.0.1"]);
+    let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("cert")];
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
+    let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).expect("tls");
+    (ca, tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
 /// A fresh ECDSA P-256 key pair, e.g. for signing service-account tokens: (private key as PKCS#8 PEM, public
 /// key PEM).
 pub fn signing_key_pem() -> (String, String) {

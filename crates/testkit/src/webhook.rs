@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, Response};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use crate::pki::TestCa;
 use crate::server::ThreadServer;
@@ -62,13 +61,7 @@ impl std::fmt::Debug for TokenReviewWebhook {
 impl TokenReviewWebhook {
     /// Starts the webhook on a thread of its own (it serves whichever test runtime comes and goes).
     pub fn start(verifier: impl TokenVerifier) -> Self {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let ca = TestCa::new("kubeauth-test-webhook-ca");
-        let cert = ca.server_cert(&["127.0.0.1"]);
-        let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("cert")];
-        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
-        let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).expect("tls");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (ca, acceptor) = crate::pki::loopback_tls("kubeauth-test-webhook-ca");
         let reviews = Arc::new(AtomicUsize::new(0));
         let verifier: Arc<dyn TokenVerifier> = Arc::new(verifier);
         let counter = reviews.clone();
