@@ -272,10 +272,12 @@ async fn a_failing_plugin_is_that_clusters_error_and_names_the_plugin_never_the_
              users:\n\
              - name: missing\n  user:\n    exec: {{apiVersion: client.authentication.k8s.io/v1, command: kubeauth-no-such-plugin, interactiveMode: Never, installHint: 'Install it with: brew install no-such-plugin'}}\n\
              - name: garbage\n  user:\n    exec: {{apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, 'echo not-json-s3cret'], interactiveMode: Never}}\n\
+             - name: typed\n  user:\n    exec: {{apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, 'printf \"{{\\\"apiVersion\\\":\\\"client.authentication.k8s.io/v1\\\",\\\"kind\\\":\\\"ExecCredential\\\",\\\"status\\\":{{\\\"token\\\":987654321}}}}\"'], interactiveMode: Never}}\n\
              - name: token\n  user: {{token: {token}}}\n\
              contexts:\n\
              - {{name: missing, context: {{cluster: envtest, user: missing}}}}\n\
              - {{name: garbage, context: {{cluster: envtest, user: garbage}}}}\n\
+             - {{name: typed, context: {{cluster: envtest, user: typed}}}}\n\
              - {{name: fine, context: {{cluster: envtest, user: token}}}}\n",
             url = env.url(),
             ca = env.ca().ca_data(),
@@ -291,6 +293,10 @@ async fn a_failing_plugin_is_that_clusters_error_and_names_the_plugin_never_the_
     let garbage = as_kubeauth(&kubeauth, "garbage").await.unwrap_err();
     assert!(garbage.contains("is not an ExecCredential"), "{garbage}");
     assert!(!garbage.contains("s3cret"), "{garbage}");
+    // A value of the wrong type is not repeated either.
+    let typed = as_kubeauth(&kubeauth, "typed").await.unwrap_err();
+    assert!(typed.contains("no token and no client certificate"), "{typed}");
+    assert!(!typed.contains("987654321"), "{typed}");
     // The other contexts are not taken down.
     assert!(as_kubeauth(&kubeauth, "fine").await.unwrap().contains(&"default".to_owned()));
 }

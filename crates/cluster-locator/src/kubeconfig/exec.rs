@@ -9,7 +9,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use kubeauth_core::{ClusterDetails, Credential, Error};
-use serde::Deserialize;
 
 use super::file::{ExecEntry, FromFile, UserEntry};
 use super::provider::config_error;
@@ -78,25 +77,6 @@ impl ExecPlugins {
     }
 }
 
-/// `ExecCredential.status`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Status {
-    token: Option<String>,
-    client_certificate_data: Option<String>,
-    client_key_data: Option<String>,
-    expiration_timestamp: Option<String>,
-}
-
-/// The plugin's answer.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ExecCredential {
-    api_version: Option<String>,
-    kind: Option<String>,
-    status: Option<Status>,
-}
-
 /// Runs the plugin once, as client-go does: the command (relative to the kubeconfig's folder when it names a
 /// path), its args and env on top of kubeauth's environment, `KUBERNETES_EXEC_INFO`, the terminal's stdin when
 /// interactive, stderr passed through; its stdout is the ExecCredential.
@@ -162,30 +142,32 @@ async fn run(
     if !output.status.success() {
         return Err(failed(format!("failed ({})", output.status)));
     }
-    // The output holds the credential: errors describe it, never quote it.
-    let answer: ExecCredential = serde_json::from_slice(&output.stdout)
-        .map_err(|e| failed(format!("its output is not an ExecCredential: {e}")))?;
-    if answer.kind.as_deref() != Some("ExecCredential") {
-        return Err(failed("its output is not of kind ExecCredential".into()));
+    // The output holds the credential: errors describe it, never quote it (a syntax error says only where;
+    // the fields are read as they are, without typed errors that would repeat a value).
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
+        failed(format!("its output is not an ExecCredential: not JSON (line {}, column {})", e.line(), e.column()))
+    })?;
+    let text = |pointer: &str| answer.pointer(pointer).and_then(serde_json::Value::as_str).filter(|v| !v.is_empty());
+    if text("/kind") != Some("ExecCredential") {
+        return Err(failed("its output is not an ExecCredential: kind is not ExecCredential".into()));
     }
-    if answer.api_version.as_deref() != Some(api_version) {
-        return Err(failed(format!(
-            "it answered apiVersion `{}` where `{api_version}` was asked for",
-            answer.api_version.unwrap_or_default()
-        )));
+    if text("/apiVersion") != Some(api_version) {
+        return Err(failed(format!("its output is not an ExecCredential of {api_version}: apiVersion differs")));
     }
-    let status = answer.status.ok_or_else(|| failed("its answer has no status".into()))?;
-    let credential =
-        match (status.token.filter(|t| !t.is_empty()), status.client_certificate_data, status.client_key_data) {
-            (_, Some(certificate), Some(key)) => Credential::client_certificate(certificate, key),
-            (Some(token), None, None) => Credential::bearer(token),
-            (_, Some(_), None) | (_, None, Some(_)) => {
-                return Err(failed("its answer has only one of clientCertificateData and clientKeyData".into()));
-            }
-            (None, None, None) => return Err(failed("its answer has no token and no client certificate".into())),
-        };
-    match status.expiration_timestamp.as_deref() {
-        None | Some("") => Ok(credential),
+    if !answer.get("status").is_some_and(serde_json::Value::is_object) {
+        return Err(failed("its answer has no status".into()));
+    }
+    let credential = match (text("/status/token"), text("/status/clientCertificateData"), text("/status/clientKeyData"))
+    {
+        (_, Some(certificate), Some(key)) => Credential::client_certificate(certificate, key),
+        (Some(token), None, None) => Credential::bearer(token),
+        (_, Some(_), None) | (_, None, Some(_)) => {
+            return Err(failed("its answer has only one of clientCertificateData and clientKeyData".into()));
+        }
+        (None, None, None) => return Err(failed("its answer has no token and no client certificate".into())),
+    };
+    match text("/status/expirationTimestamp") {
+        None => Ok(credential),
         Some(at) => {
             let at: jiff::Timestamp =
                 at.parse().map_err(|e| failed(format!("expirationTimestamp `{at}` is not RFC 3339: {e}")))?;
