@@ -18,7 +18,7 @@
 //! URL, where the Concierge's aggregated API is served), `kubernetes.io/pinniped-concierge-ca-data` (default:
 //! the cluster's CA), `kubernetes.io/pinniped-api-group-suffix` (default `pinniped.dev`).
 //!
-//! Certificates are kept per cluster and token until a minute before they expire: one exchange per user and
+//! Certificates are kept per cluster (as located: name, URL, Concierge) and token until a minute before they expire: one exchange per user and
 //! cluster every few minutes, however many requests.
 
 use std::collections::HashMap;
@@ -44,7 +44,7 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// The exchange both providers share: the Concierge's HTTP clients and the certificates got.
 struct Exchange {
     provider: &'static str,
-    certificates: KeyedCredentialCache<(String, [u8; 32])>,
+    certificates: KeyedCredentialCache<[u8; 32]>,
     clients: Mutex<HashMap<(String, Option<String>), reqwest::Client>>,
     pruned: Mutex<Instant>,
 }
@@ -76,7 +76,19 @@ impl Exchange {
 
     /// The cluster's certificate for `token`: the kept one while it is fresh, else a new exchange.
     async fn certificate(&self, cluster: &ClusterDetails, token: &str) -> Result<Credential, Error> {
-        let key = (cluster.name.clone(), Sha256::digest(token.as_bytes()).into());
+        // Per cluster as located (a cluster found again at another address or Concierge gets its own) and token.
+        let mut key = Sha256::new();
+        for part in [
+            cluster.name.as_str(),
+            cluster.url.as_str(),
+            cluster.auth_metadata.get(metadata::PINNIPED_CONCIERGE_ENDPOINT).map_or("", String::as_str),
+            cluster.auth_metadata.get(metadata::PINNIPED_AUTHENTICATOR).map_or("", String::as_str),
+            token,
+        ] {
+            key.update(part.as_bytes());
+            key.update([0]);
+        }
+        let key: [u8; 32] = key.finalize().into();
         // Users come and go: their expired certificates are dropped, at most once a minute.
         {
             let mut pruned = self.pruned.lock().unwrap_or_else(PoisonError::into_inner);
