@@ -221,18 +221,30 @@ impl std::fmt::Debug for CredentialCache {
 pub struct KeyedCredentialCache<K> {
     caches: Mutex<HashMap<K, Arc<CredentialCache>>>,
     refresh_margin: Duration,
+    unexpiring_ttl: Duration,
 }
 
 impl<K: Eq + Hash> KeyedCredentialCache<K> {
     /// Caches that refresh `refresh_margin` before expiry.
     pub fn new(refresh_margin: Duration) -> Self {
-        Self { caches: Mutex::new(HashMap::new()), refresh_margin }
+        Self { caches: Mutex::new(HashMap::new()), refresh_margin, unexpiring_ttl: Duration::ZERO }
+    }
+
+    /// Caches that reuse a credential without an expiry for `ttl` (see [`CredentialCache::with_unexpiring_ttl`]).
+    pub fn with_unexpiring_ttl(mut self, ttl: Duration) -> Self {
+        self.unexpiring_ttl = ttl;
+        self
     }
 
     /// The cache for `key`, created empty on first use.
     pub fn cache(&self, key: K) -> Arc<CredentialCache> {
         let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
-        caches.entry(key).or_insert_with(|| Arc::new(CredentialCache::new(self.refresh_margin))).clone()
+        caches
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(CredentialCache::new(self.refresh_margin).with_unexpiring_ttl(self.unexpiring_ttl))
+            })
+            .clone()
     }
 
     /// Forgets the caches that hold no credential valid now and that no caller holds: keys that come and go

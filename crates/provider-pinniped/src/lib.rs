@@ -22,7 +22,7 @@
 //! cluster every few minutes, however many requests.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
@@ -49,14 +49,9 @@ struct Exchange {
     pruned: Mutex<Instant>,
 }
 
-impl Default for Exchange {
-    fn default() -> Self {
-        Self {
-            provider: "",
-            certificates: KeyedCredentialCache::new(REFRESH_MARGIN),
-            clients: Mutex::new(HashMap::new()),
-            pruned: Mutex::new(Instant::now()),
-        }
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange").field("provider", &self.provider).finish_non_exhaustive()
     }
 }
 
@@ -71,7 +66,12 @@ struct Target {
 
 impl Exchange {
     fn new(provider: &'static str) -> Self {
-        Self { provider, ..Self::default() }
+        Self {
+            provider,
+            certificates: KeyedCredentialCache::new(REFRESH_MARGIN),
+            clients: Mutex::new(HashMap::new()),
+            pruned: Mutex::new(Instant::now()),
+        }
     }
 
     /// The cluster's certificate for `token`: the kept one while it is fresh, else a new exchange.
@@ -254,19 +254,14 @@ impl Exchange {
 
 /// The `pinniped` provider (client side): the signed-in user's OIDC ID token exchanged for a cluster certificate.
 /// See the [crate docs](crate).
+#[derive(Debug)]
 pub struct PinnipedProvider {
-    exchange: Arc<Exchange>,
+    exchange: Exchange,
 }
 
 impl Default for PinnipedProvider {
     fn default() -> Self {
-        Self { exchange: Arc::new(Exchange::new(Self::KEY)) }
-    }
-}
-
-impl std::fmt::Debug for PinnipedProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PinnipedProvider").finish_non_exhaustive()
+        Self { exchange: Exchange::new(Self::KEY) }
     }
 }
 
@@ -317,19 +312,14 @@ impl ClientSideProvider for PinnipedProvider {
 
 /// The `pinnipedServer` provider (server side): the cluster's `serviceAccountToken` exchanged for a cluster
 /// certificate. See the [crate docs](crate).
+#[derive(Debug)]
 pub struct PinnipedServerProvider {
-    exchange: Arc<Exchange>,
+    exchange: Exchange,
 }
 
 impl Default for PinnipedServerProvider {
     fn default() -> Self {
-        Self { exchange: Arc::new(Exchange::new(Self::KEY)) }
-    }
-}
-
-impl std::fmt::Debug for PinnipedServerProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PinnipedServerProvider").finish_non_exhaustive()
+        Self { exchange: Exchange::new(Self::KEY) }
     }
 }
 

@@ -1,14 +1,12 @@
 //! Client-go credential plugins (`users[].user.exec`), run as kubectl runs them.
 
-use std::collections::HashMap;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use kubeauth_core::{ClusterDetails, Credential, Error};
+use kubeauth_core::{ClusterDetails, Credential, Error, KeyedCredentialCache};
 
 use super::file::{ExecEntry, FromFile, UserEntry};
 use super::provider::config_error;
@@ -17,9 +15,14 @@ const V1: &str = "client.authentication.k8s.io/v1";
 const V1BETA1: &str = "client.authentication.k8s.io/v1beta1";
 
 /// The plugins' answers, each kept until it needs refreshing; one run at a time per plugin.
-#[derive(Default)]
 pub(crate) struct ExecPlugins {
-    held: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Held>>>>>,
+    held: KeyedCredentialCache<String>,
+}
+
+impl Default for ExecPlugins {
+    fn default() -> Self {
+        Self { held: KeyedCredentialCache::new(Self::MARGIN).with_unexpiring_ttl(Self::UNEXPIRING_TTL) }
+    }
 }
 
 impl std::fmt::Debug for ExecPlugins {
@@ -28,21 +31,16 @@ impl std::fmt::Debug for ExecPlugins {
     }
 }
 
-struct Held {
-    credential: Credential,
-    fetched: Instant,
-}
-
 impl ExecPlugins {
     /// How long an answer without `expirationTimestamp` is used before the plugin is run again (kubectl runs it
     /// once per command; a long-running kubeauth cannot keep one forever).
-    pub(crate) const UNEXPIRING_TTL: Duration = Duration::from_secs(300);
+    const UNEXPIRING_TTL: Duration = Duration::from_secs(300);
     /// An answer is replaced this long before it expires (the credential layer's margin).
     const MARGIN: Duration = Duration::from_secs(60);
     /// How long a plugin may run (an interactive one waits for its user).
     const TIMEOUT: Duration = Duration::from_secs(300);
 
-    /// The credential of `exec` for `cluster`: the held answer while it is fresh, else a new run.
+    /// The credential of `exec` for `cluster`: the kept answer while it is fresh, else a new run.
     pub(crate) async fn credential(
         &self,
         cluster: &ClusterDetails,
@@ -60,20 +58,8 @@ impl ExecPlugins {
             exec.api_version,
             if exec.provide_cluster_info { cluster.url.as_str() } else { "" }
         );
-        let slot = self.held.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default().clone();
-        let mut held = slot.lock().await;
-        if let Some(h) = held.as_ref() {
-            let fresh = match h.credential.expires_at() {
-                Some(_) => h.credential.is_fresh_at(SystemTime::now(), Self::MARGIN),
-                None => h.fetched.elapsed() < Self::UNEXPIRING_TTL,
-            };
-            if fresh {
-                return Ok(h.credential.clone());
-            }
-        }
-        let credential = run(cluster, user, name, exec).await?;
-        *held = Some(Held { credential: credential.clone(), fetched: Instant::now() });
-        Ok(credential)
+        let kept = self.held.cache(key).get(|| run(cluster, user, name, exec)).await?;
+        Ok(kept.credential)
     }
 }
 
