@@ -2,6 +2,7 @@
 
 mod access;
 mod attacks;
+mod audit;
 mod backstage_frontend;
 mod connector;
 mod custom_provider;

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kubeauth::{ClusterDetails, ProviderSide, RequestAuth};
-use kubeauth_server::access::{Attributes, Impersonation, Permissions};
+use kubeauth_server::RequestInfo;
+use kubeauth_server::access::{Impersonation, Permissions};
 use kubeauth_server::{BackstageCaller, Caller};
 use serde::Serialize;
 
@@ -58,15 +59,17 @@ pub(crate) async fn run(
     });
     let (name, sub) = question.resource.split_once('/').map_or((question.resource, None), |(r, s)| (r, Some(s)));
     let (resource, group) = name.split_once('.').map_or((name, ""), |(r, g)| (r, g));
-    let attributes = Attributes {
-        verb: question.verb.to_owned(),
-        namespace: question.namespace.map(str::to_owned),
-        resource: Some(question.resource.to_owned()),
-    };
+    let attributes = RequestInfo::resource_request(
+        question.verb,
+        group,
+        resource,
+        sub.unwrap_or_default(),
+        question.namespace.unwrap_or_default(),
+    );
     let mut answers = Vec::new();
     for cluster in selected {
         let rules = match permissions.check(&caller, &cluster.name, &attributes) {
-            Ok(()) => "allowed".to_owned(),
+            Ok(_) => "allowed".to_owned(),
             Err(refused) => refused.to_string(),
         };
         let server_side =

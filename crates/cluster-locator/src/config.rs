@@ -180,7 +180,12 @@ pub struct AccessRuleConfig {
     /// Namespaces (default `*`); a cluster-scoped request, or a list across namespaces, needs `*`.
     pub namespaces: Option<Vec<String>>,
     /// Resources as `pods`, `pods/exec`, `deployments.apps`, `deployments.apps/scale`, or `*`.
+    #[serde(default)]
     pub resources: Vec<String>,
+    /// Paths that name no resource (`/healthz`, `/logs/*`: a trailing `*` matches a prefix), as RBAC's
+    /// `nonResourceURLs`. Discovery (`/api`, `/apis/…`, `/version`, `/openapi/…`) needs none.
+    #[serde(rename = "nonResourceURLs")]
+    pub non_resource_urls: Option<Vec<String>>,
     /// Verbs as the API server names them: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
     /// `deletecollection`, or `*`.
     pub verbs: Vec<String>,

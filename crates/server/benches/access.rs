@@ -1,11 +1,12 @@
-//! What per-user access adds to each proxied request: deriving the request's attributes, evaluating the
+//! What per-user access adds to each proxied request: decoding the path and deriving its RequestInfo, evaluating the
 //! permission rules (twenty, the matching one last), and the impersonation headers of the caller.
 #![allow(missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Method;
 use kubeauth::locator::{AccessRuleConfig, ImpersonationConfig};
-use kubeauth_server::access::{Attributes, Impersonation, Permissions};
+use kubeauth_server::RequestInfo;
+use kubeauth_server::access::{Impersonation, Permissions};
 use kubeauth_server::{BackstageCaller, Caller};
 
 fn rules() -> Vec<AccessRuleConfig> {
@@ -27,14 +28,12 @@ fn per_request(c: &mut Criterion) {
         entity_ref: "user:default/alice".into(),
         ownership: vec!["user:default/alice".into(), "group:default/team-a".into(), "group:default/everyone".into()],
     });
-    c.bench_function("attributes + 20 rules + impersonation headers, per proxied request", |b| {
+    c.bench_function("RequestInfo + 20 rules + impersonation headers, per proxied request", |b| {
         b.iter(|| {
-            let attributes = Attributes::of(
-                &Method::GET,
-                "/api/v1/namespaces/team-a/pods/web-1/log",
-                Some("container=app&follow=true"),
-            );
-            permissions.check(&caller, "prod", &attributes).expect("allowed");
+            let request =
+                RequestInfo::parse(&Method::GET, "/api/v1/namespaces/team-a/pods/web-1/log?container=app&follow=true")
+                    .expect("a valid path");
+            permissions.check(&caller, "prod", &request.info).expect("allowed");
             impersonation.identity(&caller).expect("a user").headers().expect("headers")
         });
     });

@@ -14,13 +14,14 @@
 
 use std::collections::BTreeSet;
 
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue};
 use kubeauth::ClusterDetails;
 use kubeauth::locator::{AccessRuleConfig, ImpersonationConfig};
 
 use crate::api_auth::Caller;
 use crate::backstage_auth::BackstageCaller;
 use crate::error::ServerError;
+use crate::request_info::RequestInfo;
 
 /// Who a request is made as, when impersonated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,84 +129,6 @@ pub async fn kube_client(
     }
 }
 
-/// What a request asks of a cluster, as the API server's RBAC sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attributes {
-    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`; for a path that names
-    /// no resource, the lowercase method.
-    pub verb: String,
-    /// The namespace, for a namespaced resource.
-    pub namespace: Option<String>,
-    /// `pods`, `pods/exec`, `deployments.apps`, `deployments.apps/scale`; `None` for a non-resource path
-    /// (`/version`, `/api`, `/openapi/v2`).
-    pub resource: Option<String>,
-}
-
-impl Attributes {
-    /// The attributes of `method` on `path` (with its `query`), as the API server's request info derives them.
-    pub fn of(method: &Method, path: &str, query: Option<&str>) -> Self {
-        let mut parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
-        let non_resource = Self { verb: method.as_str().to_ascii_lowercase(), namespace: None, resource: None };
-        let group = match parts.first() {
-            Some(&"api") if parts.len() >= 2 => {
-                parts.drain(..2);
-                String::new()
-            }
-            Some(&"apis") if parts.len() >= 3 => {
-                let group = parts[1].to_owned();
-                parts.drain(..3);
-                group
-            }
-            _ => return non_resource,
-        };
-        if parts.is_empty() {
-            return non_resource;
-        }
-        // The old `/api/v1/watch/...` paths.
-        let mut watch = false;
-        if parts[0] == "watch" {
-            watch = true;
-            parts.remove(0);
-        }
-        let mut namespace = None;
-        if parts.len() > 1 && parts[0] == "namespaces" {
-            namespace = Some(parts[1].to_owned());
-            // `namespaces/{name}/status` and `/finalize` are the namespace's own subresources.
-            if parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
-                parts.drain(..2);
-            } else {
-                namespace = None;
-            }
-        }
-        let (resource, name, subresource) = (parts.first().copied(), parts.get(1).copied(), parts.get(2).copied());
-        let Some(resource) = resource else { return non_resource };
-        // A namespace object is cluster-scoped: its name is not a namespace the request is in.
-        if resource == "namespaces" {
-            namespace = None;
-        }
-        let watch_query = query
-            .is_some_and(|q| q.split('&').any(|pair| matches!(pair.split_once('='), Some(("watch", "true" | "1")))));
-        let verb = match *method {
-            Method::GET | Method::HEAD if watch || watch_query => "watch",
-            Method::GET | Method::HEAD if name.is_none() => "list",
-            Method::GET | Method::HEAD => "get",
-            Method::POST => "create",
-            Method::PUT => "update",
-            Method::PATCH => "patch",
-            Method::DELETE if name.is_none() => "deletecollection",
-            Method::DELETE => "delete",
-            _ => {
-                return Self { verb: method.as_str().to_ascii_lowercase(), namespace, resource: Some(resource.into()) };
-            }
-        };
-        let mut full = if group.is_empty() { resource.to_owned() } else { format!("{resource}.{group}") };
-        if let Some(sub) = subresource {
-            full = format!("{full}/{sub}");
-        }
-        Self { verb: verb.into(), namespace, resource: Some(full) }
-    }
-}
-
 /// One allow rule of `kubeauth.server.permissions`.
 #[derive(Clone, Debug)]
 struct Rule {
@@ -214,6 +137,7 @@ struct Rule {
     clusters: Vec<String>,
     namespaces: Vec<String>,
     resources: Vec<String>,
+    non_resource_urls: Vec<String>,
     verbs: Vec<String>,
 }
 
@@ -222,17 +146,48 @@ fn any(patterns: &[String], value: &str) -> bool {
 }
 
 impl Rule {
-    fn allows(&self, names: &BTreeSet<String>, cluster: &str, attributes: &Attributes) -> bool {
-        let resource = attributes.resource.as_deref().unwrap_or_default();
-        self.callers.iter().any(|c| c == "*" || names.contains(c))
+    /// Whether the rule allows `info` on `cluster` to a caller known by `names`; `resource` is
+    /// [`RequestInfo::rule_resource`].
+    fn allows(&self, names: &BTreeSet<String>, cluster: &str, info: &RequestInfo, resource: Option<&str>) -> bool {
+        let who = self.callers.iter().any(|c| c == "*" || names.contains(c))
             && any(&self.clusters, cluster)
-            && any(&self.verbs, &attributes.verb)
-            && any(&self.resources, resource)
-            // A cluster-scoped request (or a list across namespaces) needs every namespace.
-            && match &attributes.namespace {
-                Some(namespace) => any(&self.namespaces, namespace),
-                None => self.namespaces.iter().any(|n| n == "*"),
+            && any(&self.verbs, &info.verb);
+        who && match resource {
+            Some(resource) => {
+                any(&self.resources, resource)
+                    // A cluster-scoped request (or a list across namespaces) needs every namespace.
+                    && match info.namespace() {
+                        Some(namespace) => any(&self.namespaces, namespace),
+                        None => self.namespaces.iter().any(|n| n == "*"),
+                    }
             }
+            // As RBAC's nonResourceURLs: the path itself, or a prefix ending in `*`.
+            None => self.non_resource_urls.iter().any(|url| match url.strip_suffix('*') {
+                Some(prefix) => info.path.starts_with(prefix),
+                None => *url == info.path,
+            }),
+        }
+    }
+}
+
+/// Why a request was allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Allowed {
+    /// No rule is configured: everything is.
+    NoRules,
+    /// A read of the API's discovery, which every client needs.
+    Discovery,
+    /// The rule of this name.
+    Rule(String),
+}
+
+impl std::fmt::Display for Allowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoRules => f.write_str("no rules"),
+            Self::Discovery => f.write_str("discovery"),
+            Self::Rule(name) => f.write_str(name),
+        }
     }
 }
 
@@ -266,6 +221,7 @@ impl Permissions {
                     clusters: r.clusters.clone().unwrap_or_else(|| vec!["*".into()]),
                     namespaces: r.namespaces.clone().unwrap_or_else(|| vec!["*".into()]),
                     resources: r.resources.clone(),
+                    non_resource_urls: r.non_resource_urls.clone().unwrap_or_default(),
                     verbs: r.verbs.clone(),
                 })
                 .collect()
@@ -289,38 +245,37 @@ impl Permissions {
     }
 
     /// Refuses what no rule allows `caller` on `cluster`: the 403 names the attributes and the rule set.
-    pub fn check(&self, caller: &Caller, cluster: &str, attributes: &Attributes) -> Result<(), ServerError> {
-        let Some(rules) = &self.rules else { return Ok(()) };
-        // A path that names no resource (discovery, `/version`) is read by every client; only reading it.
-        if attributes.resource.is_none() && attributes.verb == "get" {
-            return Ok(());
+    pub fn check(&self, caller: &Caller, cluster: &str, info: &RequestInfo) -> Result<Allowed, ServerError> {
+        let Some(rules) = &self.rules else { return Ok(Allowed::NoRules) };
+        if info.is_discovery() {
+            return Ok(Allowed::Discovery);
         }
         let names = Self::names(caller);
-        if let Some(rule) = rules.iter().find(|r| r.allows(&names, cluster, attributes)) {
+        let resource = info.rule_resource();
+        if let Some(rule) = rules.iter().find(|r| r.allows(&names, cluster, info, resource.as_deref())) {
             tracing::debug!(%caller, cluster, rule = %rule.name, "allowed");
-            return Ok(());
+            return Ok(Allowed::Rule(rule.name.clone()));
         }
+        let what = match &resource {
+            Some(resource) => resource.clone(),
+            None => format!("the path {}", info.path),
+        };
         Err(ServerError::Forbidden(format!(
-            "kubeauth.server.permissions: {caller} may not {} {}{} in cluster '{cluster}' (no rule allows it)",
-            attributes.verb,
-            attributes.resource.as_deref().unwrap_or("this path"),
-            attributes.namespace.as_deref().map(|ns| format!(" in namespace '{ns}'")).unwrap_or_default(),
+            "kubeauth.server.permissions: {caller} may not {} {what}{} in cluster '{cluster}' (no rule allows it)",
+            if info.verb.is_empty() { "use" } else { &info.verb },
+            info.namespace().map(|ns| format!(" in namespace '{ns}'")).unwrap_or_default(),
         )))
     }
 
-    /// What of the list of `resource` across namespaces (`list` on `cluster`) `caller` may have.
-    pub fn list_scope(&self, caller: &Caller, cluster: &str, resource: &str, namespace: Option<&str>) -> Scope {
+    /// What of the list `info` (a `list` on `cluster`, across namespaces or in one) `caller` may have.
+    pub fn list_scope(&self, caller: &Caller, cluster: &str, info: &RequestInfo) -> Scope {
         let Some(rules) = &self.rules else { return Scope::All };
         let names = Self::names(caller);
-        let asked = Attributes {
-            verb: "list".into(),
-            namespace: namespace.map(str::to_owned),
-            resource: Some(resource.into()),
-        };
-        if rules.iter().any(|r| r.allows(&names, cluster, &asked)) {
+        let resource = info.rule_resource().unwrap_or_default();
+        if rules.iter().any(|r| r.allows(&names, cluster, info, Some(&resource))) {
             return Scope::All;
         }
-        if namespace.is_some() {
+        if info.namespace().is_some() {
             return Scope::Nothing;
         }
         let namespaces: BTreeSet<String> = rules
@@ -329,7 +284,7 @@ impl Permissions {
                 r.callers.iter().any(|c| c == "*" || names.contains(c))
                     && any(&r.clusters, cluster)
                     && any(&r.verbs, "list")
-                    && any(&r.resources, resource)
+                    && any(&r.resources, &resource)
             })
             .flat_map(|r| r.namespaces.iter().cloned())
             .collect();
@@ -339,48 +294,9 @@ impl Permissions {
 
 #[cfg(test)]
 mod tests {
+    use http::Method;
+
     use super::*;
-
-    fn attributes(method: Method, path: &str) -> (String, Option<String>, Option<String>) {
-        let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
-        let a = Attributes::of(&method, path, query);
-        (a.verb, a.namespace, a.resource)
-    }
-
-    fn a(verb: &str, ns: Option<&str>, resource: Option<&str>) -> (String, Option<String>, Option<String>) {
-        (verb.into(), ns.map(Into::into), resource.map(Into::into))
-    }
-
-    #[test]
-    fn attributes_are_derived_as_the_api_server_derives_them() {
-        assert_eq!(attributes(Method::GET, "/api/v1/pods"), a("list", None, Some("pods")));
-        assert_eq!(attributes(Method::GET, "/api/v1/namespaces/t/pods?watch=1"), a("watch", Some("t"), Some("pods")));
-        assert_eq!(attributes(Method::GET, "/api/v1/watch/namespaces/t/pods/p"), a("watch", Some("t"), Some("pods")));
-        assert_eq!(attributes(Method::GET, "/api/v1/namespaces/t/pods/p/log"), a("get", Some("t"), Some("pods/log")));
-        assert_eq!(
-            attributes(Method::POST, "/api/v1/namespaces/t/pods/p/exec?command=sh"),
-            a("create", Some("t"), Some("pods/exec"))
-        );
-        assert_eq!(
-            attributes(Method::GET, "/api/v1/namespaces/t/pods/p/portforward"),
-            a("get", Some("t"), Some("pods/portforward"))
-        );
-        assert_eq!(
-            attributes(Method::PATCH, "/apis/apps/v1/namespaces/t/deployments/d/scale"),
-            a("patch", Some("t"), Some("deployments.apps/scale"))
-        );
-        assert_eq!(
-            attributes(Method::DELETE, "/api/v1/namespaces/t/secrets"),
-            a("deletecollection", Some("t"), Some("secrets"))
-        );
-        assert_eq!(attributes(Method::GET, "/api/v1/namespaces/t"), a("get", None, Some("namespaces")));
-        assert_eq!(
-            attributes(Method::PUT, "/api/v1/namespaces/t/finalize"),
-            a("update", None, Some("namespaces/finalize"))
-        );
-        assert_eq!(attributes(Method::GET, "/version"), a("get", None, None));
-        assert_eq!(attributes(Method::GET, "/apis/apps/v1"), a("get", None, None));
-    }
 
     fn permissions(yaml: &str) -> Permissions {
         let rules: Vec<AccessRuleConfig> = serde_saphyr::from_str(yaml).unwrap();
@@ -397,17 +313,17 @@ mod tests {
     #[test]
     fn rules_allow_by_caller_group_cluster_namespace_resource_and_verb() {
         let rules = permissions(
-            "- name: team-a-reads\n  callers: [group:default/team-a]\n  clusters: [prod]\n  namespaces: [team-a]\n  resources: [pods, pods/log, deployments.apps]\n  verbs: [get, list, watch]\n- callers: ['bearerTokens[0]']\n  resources: ['*']\n  verbs: ['*']\n",
+            "- name: team-a-reads\n  callers: [group:default/team-a]\n  clusters: [prod]\n  namespaces: [team-a]\n  resources: [pods, pods/log, deployments.apps]\n  verbs: [get, list, watch]\n- callers: ['bearerTokens[0]']\n  resources: ['*']\n  verbs: ['*']\n- name: probes\n  callers: [local]\n  nonResourceURLs: [/healthz, /readyz/*]\n  verbs: [get]\n",
         );
         let alice = user("user:default/alice", &["user:default/alice", "group:default/team-a"]);
-        let get = |path: &str| Attributes::of(&Method::GET, path, None);
+        let get = |path: &str| RequestInfo::of_path(&Method::GET, path, "");
         rules.check(&alice, "prod", &get("/api/v1/namespaces/team-a/pods")).unwrap();
         rules.check(&alice, "prod", &get("/apis/apps/v1/namespaces/team-a/deployments/web")).unwrap();
-        let refused = |caller: &Caller, cluster: &str, attributes: &Attributes| {
-            rules.check(caller, cluster, attributes).unwrap_err().to_string()
+        let refused = |caller: &Caller, cluster: &str, info: &RequestInfo| {
+            rules.check(caller, cluster, info).unwrap_err().to_string()
         };
         assert_eq!(
-            refused(&alice, "prod", &Attributes::of(&Method::POST, "/api/v1/namespaces/team-a/pods/p/exec", None)),
+            refused(&alice, "prod", &RequestInfo::of_path(&Method::POST, "/api/v1/namespaces/team-a/pods/p/exec", "")),
             "kubeauth.server.permissions: user:default/alice may not create pods/exec in namespace 'team-a' in cluster 'prod' (no rule allows it)"
         );
         refused(&alice, "prod", &get("/api/v1/namespaces/team-b/pods"));
@@ -416,18 +332,29 @@ mod tests {
         refused(&alice, "prod", &get("/api/v1/namespaces/team-a/secrets"));
         refused(&Caller::Local, "prod", &get("/api/v1/namespaces/team-a/pods"));
         rules
-            .check(&Caller::ApiToken(0), "staging", &Attributes::of(&Method::DELETE, "/api/v1/nodes/n", None))
+            .check(&Caller::ApiToken(0), "staging", &RequestInfo::of_path(&Method::DELETE, "/api/v1/nodes/n", ""))
             .unwrap();
-        rules.check(&alice, "prod", &get("/version")).unwrap();
+        // Discovery is every client's; another path that names no resource needs a rule naming it.
+        assert_eq!(rules.check(&alice, "prod", &get("/version")).unwrap(), Allowed::Discovery);
+        assert_eq!(rules.check(&alice, "prod", &get("/apis/apps/v1")).unwrap(), Allowed::Discovery);
+        assert_eq!(
+            refused(&alice, "prod", &get("/logs/")),
+            "kubeauth.server.permissions: user:default/alice may not get the path /logs/ in cluster 'prod' (no rule allows it)"
+        );
+        refused(&Caller::ApiToken(0), "prod", &get("/logs/"));
+        refused(&alice, "prod", &RequestInfo::of_path(&Method::POST, "/version", ""));
+        assert_eq!(rules.check(&Caller::Local, "prod", &get("/healthz")).unwrap(), Allowed::Rule("probes".into()));
+        assert_eq!(rules.check(&Caller::Local, "prod", &get("/readyz/etcd")).unwrap(), Allowed::Rule("probes".into()));
+        refused(&Caller::Local, "prod", &get("/healthzx"));
 
         assert_eq!(
-            rules.list_scope(&alice, "prod", "pods", None),
+            rules.list_scope(&alice, "prod", &get("/api/v1/pods")),
             Scope::Namespaces(BTreeSet::from(["team-a".into()]))
         );
-        assert_eq!(rules.list_scope(&alice, "prod", "pods", Some("team-a")), Scope::All);
-        assert_eq!(rules.list_scope(&alice, "prod", "secrets", None), Scope::Nothing);
-        assert_eq!(rules.list_scope(&Caller::ApiToken(0), "prod", "secrets", None), Scope::All);
-        assert_eq!(Permissions::default().list_scope(&alice, "prod", "secrets", None), Scope::All);
+        assert_eq!(rules.list_scope(&alice, "prod", &get("/api/v1/namespaces/team-a/pods")), Scope::All);
+        assert_eq!(rules.list_scope(&alice, "prod", &get("/api/v1/secrets")), Scope::Nothing);
+        assert_eq!(rules.list_scope(&Caller::ApiToken(0), "prod", &get("/api/v1/secrets")), Scope::All);
+        assert_eq!(Permissions::default().list_scope(&alice, "prod", &get("/api/v1/secrets")), Scope::All);
     }
 
     #[test]

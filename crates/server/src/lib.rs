@@ -27,6 +27,7 @@ mod listen;
 mod metrics;
 mod objects;
 mod proxy;
+pub mod request_info;
 mod state;
 
 use axum::Router;
@@ -41,6 +42,7 @@ pub use headers::request_auth_from_headers;
 pub use limits::Limits;
 pub use objects::ServiceLocator;
 pub use proxy::upstream_target;
+pub use request_info::{ApiRequest, RequestInfo};
 pub use state::{KubeauthServer, MIN_API_TOKEN_LENGTH};
 
 /// The listen address of `kubeauth serve` when none is given.

@@ -64,15 +64,17 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The limits of `kubeauth.server.limits`, the defaults for what it leaves out. A zero (or a timeout beyond
-    /// five minutes) is an error naming the key.
+    /// The limits of `kubeauth.server.limits`, the defaults for what it leaves out. A count outside 1..=1000000 (or a
+    /// timeout beyond five minutes) is an error naming the key.
     pub fn from_config(config: Option<&LimitsConfig>, origin: Option<&Path>) -> Result<Self, ServerError> {
         let mut limits = Self::default();
         let Some(config) = config else { return Ok(limits) };
         let count = |key: &str, value: Option<usize>, slot: &mut usize| match value {
-            Some(0) => {
-                Err(ServerError::setting(origin, &format!("kubeauth.server.limits.{key}"), "must be at least 1".into()))
-            }
+            Some(n) if !(1..=MAX_COUNT).contains(&n) => Err(ServerError::setting(
+                origin,
+                &format!("kubeauth.server.limits.{key}"),
+                format!("must be between 1 and {MAX_COUNT}"),
+            )),
             Some(n) => {
                 *slot = n;
                 Ok(())
@@ -102,6 +104,10 @@ impl Limits {
         Ok(limits)
     }
 }
+
+/// The largest count a limit takes (a semaphore holds at most `usize::MAX >> 3` permits; no server needs more
+/// than this).
+const MAX_COUNT: usize = 1_000_000;
 
 /// The running count of what the limits bound.
 #[derive(Debug)]

@@ -14,7 +14,8 @@ use kubeauth::{ClusterDetails, RequestAuth};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::access::{Attributes, Scope};
+use crate::access::Scope;
+use crate::request_info::RequestInfo;
 use crate::{Caller, KubeauthServer, ServerError};
 
 /// Which clusters an entity's objects are looked for in.
@@ -519,11 +520,8 @@ async fn objects_of(
     // kubeauth's rules: a type the caller may not list is not asked for; one it may list in some namespaces only
     // is kept to those.
     let permissions = server.permissions();
-    let scope_of = |path: &str| {
-        let attributes = Attributes::of(&http::Method::GET, path, None);
-        let resource = attributes.resource.unwrap_or_default();
-        permissions.list_scope(caller, &cluster.name, &resource, attributes.namespace.as_deref())
-    };
+    let scope_of =
+        |path: &str| permissions.list_scope(caller, &cluster.name, &RequestInfo::of_path(&http::Method::GET, path, ""));
     let fetches: Vec<(&str, Vec<String>, Scope)> = fetches
         .into_iter()
         .filter_map(|(name, paths)| {

@@ -6,8 +6,11 @@
 //! - Answers are streamed (watches, `logs -f`).
 //! - Upgrades (`Connection: Upgrade`: exec, attach, port-forward over SPDY or WebSocket, WebSocket watches) are
 //!   passed through: the API server's `101` goes back to the caller and the two connections are joined.
-//! - The path goes upstream as the caller wrote it (never percent-decoded), under the cluster's URL; dot
-//!   segments and percent-encoded `/`, `?`, `#` are refused, so that no path leaves a cluster URL's prefix.
+//! - The path is read as the API server reads it ([`crate::request_info`]) and goes upstream in canonical form,
+//!   under the cluster's URL; dot segments, `//`, bad escapes and percent-encoded `/`, `?`, `#` are refused, so
+//!   that no path leaves a cluster URL's prefix and the rules decide on what the API server serves.
+//! - Every request upstream carries an `Audit-ID` kubeauth made (a caller's own is not sent), which joins the
+//!   API server's audit log to kubeauth's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +24,7 @@ use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use kubeauth::RequestBody;
 
+use crate::request_info::{ApiRequest, RequestInfo};
 use crate::{KubeauthServer, ServerError, request_auth_from_headers};
 
 /// The largest request body the proxy takes.
@@ -45,11 +49,10 @@ pub(crate) const PREFIX: &str = "/api/kubernetes/proxy";
 /// `X-Remote-*` (the caller would act as another user with the server's credential), not `Cookie`,
 /// `Proxy-*`, `Forwarded`/`X-Forwarded-*`, nor the caller's `Authorization` (the cluster's credential is set by
 /// the credential layer).
-const UPSTREAM_REQUEST_HEADERS: [&str; 22] = [
+const UPSTREAM_REQUEST_HEADERS: [&str; 21] = [
     "accept",
     "accept-encoding",
     "accept-language",
-    "audit-id",
     "cache-control",
     "content-encoding",
     "content-length",
@@ -164,7 +167,7 @@ pub(crate) async fn proxy(
     State(server): State<Arc<KubeauthServer>>,
     mut request: Request,
 ) -> Result<Response, ServerError> {
-    let target = upstream_target(request.uri())?;
+    let target = upstream_target(request.method(), request.uri())?;
     let protocol = upgrade_protocol(request.headers());
     let caller_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
@@ -173,8 +176,7 @@ pub(crate) async fn proxy(
     let auth = request_auth_from_headers(&parts.headers);
     // kubeauth's own rules, before anything reaches the cluster (an upgrade to exec included).
     let caller = parts.extensions.get::<crate::Caller>().cloned().unwrap_or(crate::Caller::Local);
-    let attributes = crate::access::Attributes::of(&parts.method, target.path(), target.query());
-    server.permissions().check(&caller, &cluster.name, &attributes)?;
+    server.permissions().check(&caller, &cluster.name, &target.info)?;
     let callers_own = callers_own_credential(&parts.headers)?;
     // The caller's own credential is the caller already; else the server's identity impersonates it.
     let impersonated = match callers_own {
@@ -199,10 +201,12 @@ pub(crate) async fn proxy(
     };
     let mut upstream = http::Request::builder()
         .method(parts.method.clone())
-        .uri(target)
+        .uri(target.uri)
         .body(body)
         .map_err(|e| ServerError::Upstream { cluster: cluster.name.clone(), message: e.to_string() })?;
     *upstream.headers_mut() = upstream_headers(&parts.headers);
+    // The API server records this request under an Audit-ID kubeauth makes, never one a caller chose.
+    upstream.headers_mut().insert("audit-id", audit_id());
     if let Some(identity) = &impersonated {
         upstream.headers_mut().extend(identity.headers()?);
     }
@@ -258,44 +262,46 @@ pub(crate) async fn proxy(
     Ok(Response::from_parts(parts, Body::new(body)).into_response())
 }
 
-/// The path and query the API server gets: the caller's, exactly as sent (never percent-decoded), after
-/// `/api/kubernetes/proxy`. A dot segment (`.`, `..`, also as `%2e`) or a percent-encoded `/`, `?` or `#` is
-/// refused: behind a cluster URL with a path (a gateway, Rancher) it would reach past that path with the
-/// cluster's credential.
-pub fn upstream_target(uri: &http::Uri) -> Result<http::Uri, ServerError> {
-    let refuse = |why: &str| ServerError::BadRequest(format!("proxy path: {why}"));
+/// What a proxied request means to the API server, and the path and query it is sent with: the caller's
+/// after `/api/kubernetes/proxy`, decoded, checked and sent in canonical form as [`RequestInfo::parse`] says
+/// (a dot segment, a percent-encoded `/`, `?` or `#`, `//`, a bad escape are refused with a 400 naming the
+/// path, so that no path leaves a cluster URL's prefix or means something else upstream).
+pub fn upstream_target(method: &http::Method, uri: &http::Uri) -> Result<ApiRequest, ServerError> {
     let raw = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
-    let rest = raw.strip_prefix(PREFIX).filter(|r| r.starts_with('/')).ok_or_else(|| refuse("not under the proxy"))?;
-    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
-    if path.split('/').any(is_dot_segment) {
-        return Err(refuse("`.` and `..` segments are not allowed"));
-    }
-    if has_encoded_delimiter(path) {
-        return Err(refuse("percent-encoded `/`, `?` and `#` are not allowed"));
-    }
-    rest.parse().map_err(|_| refuse("not a valid path"))
+    let rest = raw
+        .strip_prefix(PREFIX)
+        .filter(|r| r.starts_with('/'))
+        .ok_or_else(|| ServerError::BadRequest("proxy path: not under the proxy".into()))?;
+    RequestInfo::parse(method, rest).map_err(|refused| ServerError::BadRequest(format!("proxy path: {refused}")))
 }
 
-/// `.` or `..`, with any of its dots written `%2e`.
-fn is_dot_segment(segment: &str) -> bool {
-    let bytes = segment.as_bytes();
-    let (mut dots, mut i) = (0, 0);
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'.', _, _) => i += 1,
-            (b'%', Some(b'2'), Some(b'e' | b'E')) => i += 3,
-            _ => return false,
-        }
-        dots += 1;
-    }
-    matches!(dots, 1 | 2)
+/// A new Audit-ID: 128 random bits as a UUID (version 4), the form the API server makes its own in.
+fn audit_id() -> HeaderValue {
+    let mut bytes: [u8; 16] = rand_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let id = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+    HeaderValue::from_str(&id).expect("hex and dashes")
 }
 
-/// Whether the path holds `%2f`, `%3f` or `%23` (either case).
-fn has_encoded_delimiter(path: &str) -> bool {
-    path.as_bytes().windows(3).any(|w| {
-        w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'f') | (b'3', b'f') | (b'2', b'3'))
-    })
+/// Bytes unique to this call: the standard library's randomly seeded hasher keys over a counter and the time
+/// (an Audit-ID needs uniqueness, not secrecy).
+fn rand_bytes() -> [u8; 16] {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut out = [0u8; 16];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(count);
+        hasher.write_u64(nanos);
+        hasher.write_usize(i);
+        chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -305,21 +311,27 @@ mod tests {
     use super::*;
 
     fn target(path: &str) -> Result<String, String> {
-        upstream_target(&path.parse().unwrap()).map(|u| u.to_string()).map_err(|e| e.to_string())
+        upstream_target(&http::Method::GET, &path.parse().unwrap())
+            .map(|r| r.uri.to_string())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
-    fn the_path_goes_on_as_it_was_sent() {
+    fn the_path_goes_on_in_canonical_form() {
         assert_eq!(
             target("/api/kubernetes/proxy/api/v1/pods?watch=1&labelSelector=a%3Db"),
             Ok("/api/v1/pods?watch=1&labelSelector=a%3Db".into())
         );
         assert_eq!(target("/api/kubernetes/proxy/api/v1/namespaces/a%20b"), Ok("/api/v1/namespaces/a%20b".into()));
+        assert_eq!(target("/api/kubernetes/proxy/%61pi/v1/namespaces"), Ok("/api/v1/namespaces".into()));
         assert_eq!(target("/api/kubernetes/proxy/version"), Ok("/version".into()));
         assert_eq!(
             target("/api/kubernetes/proxy/api/v1/namespaces/x..y/pods"),
             Ok("/api/v1/namespaces/x..y/pods".into())
         );
+        let id = audit_id();
+        assert_eq!(id.len(), 36);
+        assert_ne!(id, audit_id());
     }
 
     #[test]
@@ -338,6 +350,7 @@ mod tests {
             ("proxy-authorization", "Basic eA=="),
             ("authorization", "Bearer api-token"),
             ("x-forwarded-for", "1.2.3.4"),
+            ("audit-id", "chosen-by-the-caller"),
             ("backstage-kubernetes-authorization-oidc", "id-token"),
         ] {
             incoming.append(HeaderName::from_static(name), HeaderValue::from_static(value));

@@ -69,6 +69,16 @@ impl KubeauthServer {
     /// [`MIN_API_TOKEN_LENGTH`] characters), `kubeauth.server.cors`, `allowedHosts` and `limits`, and
     /// `kubeauth.catalog`. Every error names its key.
     pub fn configure(kubeauth: Kubeauth, config: &AppConfig, env: &ResolveContext) -> Result<Self, ServerError> {
+        // The server's own settings fail closed: a key it does not know (a misspelt `permissions`) would
+        // otherwise start it without what the key meant to set.
+        if let Some(unknown) = config.unknown_keys.iter().find(|u| u.path.starts_with("kubeauth.server.")) {
+            let hint = unknown.nearest.as_ref().map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
+            return Err(ServerError::setting(
+                config.origin.as_deref(),
+                &unknown.path,
+                format!("not a key of kubeauth's server settings{hint}; the server does not start with it"),
+            ));
+        }
         let mut server = Self::new(kubeauth);
         let settings = &config.kubeauth.server;
         server.cors_origins = settings.cors.as_ref().map(|c| c.origin.clone()).unwrap_or_default();
@@ -437,6 +447,28 @@ mod tests {
             .filter_map(|block| block.split_once("```").map(|(yaml, _)| yaml.to_owned()))
             .filter(|yaml| yaml.contains("\n  server:\n"))
             .collect()
+    }
+
+    #[test]
+    fn an_unknown_server_key_or_a_number_out_of_range_stops_the_server() {
+        let refused = |yaml: &str| {
+            let yaml = format!("kubernetes:\n  clusterLocatorMethods:\n    - type: config\n      clusters: []\n{yaml}");
+            let config = AppConfig::from_yaml_str(&yaml, Some(std::path::Path::new("app-config.yaml"))).unwrap();
+            KubeauthServer::from_config(&config, &ResolveContext::new(|_| None)).unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused("kubeauth:\n  server:\n    permisions: []\n"),
+            "app-config.yaml: kubeauth.server.permisions: not a key of kubeauth's server settings (did you mean \
+             `permissions`?); the server does not start with it"
+        );
+        assert!(
+            refused("kubeauth:\n  server:\n    permissions:\n      - callers: ['*']\n        verbs: [get]\n        namespace: [a]\n")
+                .contains("kubeauth.server.permissions[0].namespace: not a key of kubeauth's server settings (did you mean `namespaces`?)")
+        );
+        assert_eq!(
+            refused("kubeauth:\n  server:\n    limits:\n      maxConnections: 18446744073709551615\n"),
+            "app-config.yaml: kubeauth.server.limits.maxConnections: must be between 1 and 1000000"
+        );
     }
 
     #[tokio::test]
