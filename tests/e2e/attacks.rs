@@ -263,6 +263,13 @@ async fn backstage_tokens_are_checked_against_the_backends_keys() {
     assert_eq!(get(backstage.plugin_token("catalog", "kubernetes", None)).await.status, 200);
     assert_eq!(get(backstage.plugin_token("catalog", "kubernetes", Some(&user))).await.status, 200);
 
+    // Tokens the auth backend never issues: a user token must be addressed to `backstage`, as Backstage's own
+    // verification requires.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let without_aud =
+        serde_json::json!({"sub": "user:default/jane", "ent": ["group:default/sre"], "iat": now, "exp": now + 600});
+    let mut other_aud = without_aud.clone();
+    other_aud["aud"] = "somewhere-else".into();
     let refused = [
         ("no token", None),
         ("expired", Some(backstage.user_token("user:default/jane", &[], -120))),
@@ -270,6 +277,8 @@ async fn backstage_tokens_are_checked_against_the_backends_keys() {
         ("addressed to another plugin", Some(backstage.plugin_token("catalog", "catalog", None))),
         ("unsigned", Some(unsigned(&user))),
         ("re-signed with HMAC", Some(hmac_signed(&user))),
+        ("a user token without `aud`", Some(backstage.signed_user_claims(&without_aud))),
+        ("a user token for another audience", Some(backstage.signed_user_claims(&other_aud))),
     ];
     for (what, token) in refused {
         let answer = match token {

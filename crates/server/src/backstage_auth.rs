@@ -170,10 +170,16 @@ impl BackstageTokens {
         }
         let mut validation = Validation::new(alg);
         validation.leeway = self.settings.clock_skew.as_secs();
-        validation.set_required_spec_claims(&["exp", "sub"]);
         match audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
+            // A token without `aud` passes an audience check unless the claim is required.
+            Some(aud) => {
+                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+                validation.set_audience(&[aud]);
+            }
+            None => {
+                validation.set_required_spec_claims(&["exp", "sub"]);
+                validation.validate_aud = false;
+            }
         }
         jsonwebtoken::decode::<Claims>(token, &key, &validation).map(|data| data.claims).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_owned(),

@@ -135,6 +135,13 @@ impl FakeBackstageAuth {
         key.sign("vnd.backstage.user", &claims)
     }
 
+    /// A user token with `claims` as they are (to try tokens the auth backend would not issue), signed with the
+    /// auth backend's key as `vnd.backstage.user`.
+    pub fn signed_user_claims(&self, claims: &Value) -> String {
+        let issuers = self.issuers.lock().expect("lock");
+        issuers.auth.last().expect("an auth key").sign("vnd.backstage.user", claims)
+    }
+
     /// A service token of `plugin` for `target` (Backstage's `getPluginRequestToken`), valid for an hour,
     /// on behalf of a user when `on_behalf_of` holds a user token.
     pub fn plugin_token(&self, plugin: &str, target: &str, on_behalf_of: Option<&str>) -> String {
