@@ -261,28 +261,10 @@ impl RequestInfo {
 
 /// Go's path unescape of one segment, with what the API server would read differently refused.
 fn decode_segment(raw: &str) -> Result<String, &'static str> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
-                let (Some(high), Some(low)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else {
-                    return Err("a `%` that is not followed by two hex digits");
-                };
-                let byte = (high * 16 + low) as u8;
-                if matches!(byte, b'/' | b'?' | b'#') {
-                    return Err("a percent-encoded `/`, `?` or `#`");
-                }
-                out.push(byte);
-                i += 3;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
+    let out = go_unescape(raw, false).ok_or("a `%` that is not followed by two hex digits")?;
+    // A raw segment holds no `/`, and a path no `?`: any of these came from an escape.
+    if out.iter().any(|b| matches!(b, b'/' | b'?' | b'#')) {
+        return Err("a percent-encoded `/`, `?` or `#`");
     }
     if out.iter().any(|b| *b < 0x20 || *b == 0x7f) {
         return Err("a control character");
@@ -292,6 +274,33 @@ fn decode_segment(raw: &str) -> Result<String, &'static str> {
         return Err("a `.` or `..` segment");
     }
     Ok(decoded)
+}
+
+/// Go's `url.PathUnescape` (`plus_is_space` false) or `url.QueryUnescape` (true): `%XX` escapes; `None` for a
+/// `%` not followed by two hex digits.
+fn go_unescape(text: &str, plus_is_space: bool) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+                let (Some(high), Some(low)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else { return None };
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Escapes what a path segment may not hold as it is (RFC 3986 `pchar` stays).
@@ -324,31 +333,10 @@ fn parse_query(query: &str) -> Query {
     Query(pairs)
 }
 
-/// Go's `url.QueryUnescape`: `+` is a space; a bad escape is an error. Bytes that are not UTF-8 are kept as
-/// U+FFFD (which is how the API server's JSON writes them too).
+/// Go's `url.QueryUnescape`. Bytes that are not UTF-8 are kept as U+FFFD (which is how the API server's JSON
+/// writes them too).
 fn query_unescape(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
-                let (Some(high), Some(low)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else { return None };
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    go_unescape(text, true).map(|out| String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The list options the API server decodes (metainternalversion.ListOptions), as far as they decide the verb
