@@ -59,7 +59,7 @@ pub(crate) async fn run(
     });
     let (name, sub) = question.resource.split_once('/').map_or((question.resource, None), |(r, s)| (r, Some(s)));
     let (resource, group) = name.split_once('.').map_or((name, ""), |(r, g)| (r, g));
-    let attributes = RequestInfo::resource_request(
+    let request = RequestInfo::resource_request(
         question.verb,
         group,
         resource,
@@ -68,7 +68,7 @@ pub(crate) async fn run(
     );
     let mut answers = Vec::new();
     for cluster in selected {
-        let rules = match permissions.check(&caller, &cluster.name, &attributes) {
+        let rules = match permissions.check(&caller, &cluster.name, &request) {
             Ok(_) => "allowed".to_owned(),
             Err(refused) => refused.to_string(),
         };

@@ -149,24 +149,29 @@ impl Rule {
     /// Whether the rule allows `info` on `cluster` to a caller known by `names`; `resource` is
     /// [`RequestInfo::rule_resource`].
     fn allows(&self, names: &BTreeSet<String>, cluster: &str, info: &RequestInfo, resource: Option<&str>) -> bool {
-        let who = self.callers.iter().any(|c| c == "*" || names.contains(c))
-            && any(&self.clusters, cluster)
-            && any(&self.verbs, &info.verb);
-        who && match resource {
-            Some(resource) => {
-                any(&self.resources, resource)
+        self.applies_to(names, cluster, &info.verb)
+            && match resource {
+                Some(resource) => {
+                    any(&self.resources, resource)
                     // A cluster-scoped request (or a list across namespaces) needs every namespace.
                     && match info.namespace() {
                         Some(namespace) => any(&self.namespaces, namespace),
                         None => self.namespaces.iter().any(|n| n == "*"),
                     }
+                }
+                // As RBAC's nonResourceURLs: the path itself, or a prefix ending in `*`.
+                None => self.non_resource_urls.iter().any(|url| match url.strip_suffix('*') {
+                    Some(prefix) => info.path.starts_with(prefix),
+                    None => *url == info.path,
+                }),
             }
-            // As RBAC's nonResourceURLs: the path itself, or a prefix ending in `*`.
-            None => self.non_resource_urls.iter().any(|url| match url.strip_suffix('*') {
-                Some(prefix) => info.path.starts_with(prefix),
-                None => *url == info.path,
-            }),
-        }
+    }
+
+    /// Whether the rule speaks of a caller known by `names`, on `cluster`, doing `verb`.
+    fn applies_to(&self, names: &BTreeSet<String>, cluster: &str, verb: &str) -> bool {
+        self.callers.iter().any(|c| c == "*" || names.contains(c))
+            && any(&self.clusters, cluster)
+            && any(&self.verbs, verb)
     }
 }
 
@@ -280,12 +285,7 @@ impl Permissions {
         }
         let namespaces: BTreeSet<String> = rules
             .iter()
-            .filter(|r| {
-                r.callers.iter().any(|c| c == "*" || names.contains(c))
-                    && any(&r.clusters, cluster)
-                    && any(&r.verbs, "list")
-                    && any(&r.resources, &resource)
-            })
+            .filter(|r| r.applies_to(&names, cluster, "list") && any(&r.resources, &resource))
             .flat_map(|r| r.namespaces.iter().cloned())
             .collect();
         if namespaces.is_empty() { Scope::Nothing } else { Scope::Namespaces(namespaces) }
