@@ -135,6 +135,17 @@ pub struct ServerConfig {
     pub impersonation: Option<ImpersonationConfig>,
     /// Allow rules for the proxy and the objects endpoints: once one is set, what no rule allows is refused.
     pub permissions: Option<Vec<AccessRuleConfig>>,
+    /// kubeauth's own audit log: one JSON line per API request (off by default).
+    pub audit: Option<AuditConfig>,
+}
+
+/// `kubeauth.server.audit`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct AuditConfig {
+    /// Where lines go: `-` for standard output, else a file they are appended to (created with mode 0600).
+    pub path: Option<String>,
 }
 
 /// `kubeauth.server.impersonation`.
@@ -223,6 +234,11 @@ pub struct LimitsConfig {
     pub requests_per_cluster: Option<usize>,
     /// `customResources` entries of one query (32, after duplicates are dropped).
     pub max_custom_resources: Option<usize>,
+    /// Seconds a client has to send a request's whole body (30); beyond, 408 and its slot is free.
+    pub body_read_timeout_seconds: Option<u64>,
+    /// Seconds an answer may wait for the caller to take the next part of it (60); beyond, the answer and its
+    /// request upstream are cut, so that a caller who stops reading holds nothing of the cluster's connection.
+    pub write_timeout_seconds: Option<u64>,
 }
 
 /// `kubeauth.server.auth`.

@@ -56,9 +56,9 @@ pub use combined::{
     AccessTokenSource, ClusterLocator, ClustersFuture, CombinedLocator, Located, LocatorServices, ProviderCheck,
 };
 pub use config::{
-    AccessRuleConfig, AppConfig, BackstageAuthConfig, CatalogConfig, ClusterConfig, CorsConfig, ImpersonatedConfig,
-    ImpersonationConfig, KubeauthConfig, KubernetesConfig, LimitsConfig, LocatorMethodConfig, LoginConfig, LoginEntry,
-    LoginProviderConfig, ResourceLabel, ServerAuthConfig, ServerConfig, ServiceLocatorMethod,
+    AccessRuleConfig, AppConfig, AuditConfig, BackstageAuthConfig, CatalogConfig, ClusterConfig, CorsConfig,
+    ImpersonatedConfig, ImpersonationConfig, KubeauthConfig, KubernetesConfig, LimitsConfig, LocatorMethodConfig,
+    LoginConfig, LoginEntry, LoginProviderConfig, ResourceLabel, ServerAuthConfig, ServerConfig, ServiceLocatorMethod,
 };
 pub use config_locator::ConfigLocator;
 pub use error::LocatorError;

@@ -122,6 +122,9 @@ pub(crate) async fn authenticate(State(auth): State<Arc<ApiAuth>>, mut request: 
     match auth.caller(presented).await {
         Ok(caller) => {
             tracing::debug!(%caller, path = %request.uri().path(), "caller");
+            if let Some(record) = request.extensions().get::<crate::audit::AuditRecord>() {
+                record.caller(&caller);
+            }
             request.extensions_mut().insert(caller);
             next.run(request).await
         }

@@ -138,9 +138,11 @@ pub(crate) fn status_response(status: StatusCode, message: String) -> Response {
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
-        "message": message,
+        "message": &message,
         "reason": status.canonical_reason().unwrap_or_default().replace(' ', ""),
         "code": status.as_u16(),
     });
-    (status, Json(body)).into_response()
+    let mut answer = (status, Json(body)).into_response();
+    answer.extensions_mut().insert(crate::audit::AnswerMessage(message));
+    answer
 }

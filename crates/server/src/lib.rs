@@ -18,6 +18,7 @@
 
 pub mod access;
 mod api_auth;
+mod audit;
 mod backstage_auth;
 mod error;
 mod guard;
@@ -61,9 +62,11 @@ impl KubeauthServer {
         let auth = self.api_auth().clone();
         let guard = Arc::new(self.browser_guard());
         let gates = self.gates().clone();
+        let audit = self.audit_log().cloned();
         let state = Arc::new(self);
         let probes = || Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(state::readyz));
-        // Outermost first: the browser guard (and CORS), the bound on requests in flight, the API auth.
+        // Outermost first: the audit record, the browser guard (and CORS), the bound on requests in flight, the
+        // API auth.
         let api = Router::new()
             .route("/api/kubernetes/clusters", get(state::clusters))
             .route("/api/kubernetes/services/{service_id}", post(objects::service_objects))
@@ -72,7 +75,8 @@ impl KubeauthServer {
             .route("/api/kubernetes/proxy/{*path}", any(proxy::proxy))
             .route_layer(from_fn_with_state(auth, api_auth::authenticate))
             .layer(from_fn_with_state(gates, limits::in_flight))
-            .layer(from_fn_with_state(guard, guard::guard));
+            .layer(from_fn_with_state(guard, guard::guard))
+            .layer(from_fn_with_state(audit, audit::record));
         let app = probes().merge(api).with_state(state.clone());
         let overflow = probes()
             .fallback(|| async { ServerError::Busy { what: "connections", retry_after_seconds: 1 } })

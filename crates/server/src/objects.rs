@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::access::Scope;
+use crate::audit::AuditRecord;
 use crate::request_info::RequestInfo;
 use crate::{Caller, KubeauthServer, ServerError};
 
@@ -139,9 +140,22 @@ pub(crate) struct ServiceRequest {
 #[derive(Deserialize, Default)]
 struct Entity {
     #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
     metadata: EntityMetadata,
     #[serde(default)]
     relations: Vec<Relation>,
+}
+
+impl Entity {
+    /// Its reference as Backstage's `stringifyEntityRef` writes it (kind and namespace in lowercase), when it
+    /// has a kind and a name.
+    fn entity_ref(&self) -> Option<String> {
+        let kind = self.kind.as_deref().filter(|k| !k.is_empty())?;
+        let name = self.metadata.name.as_deref().filter(|n| !n.is_empty())?;
+        let namespace = self.metadata.namespace.as_deref().unwrap_or("default");
+        Some(format!("{}:{}/{name}", kind.to_lowercase(), namespace.to_lowercase()))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -279,12 +293,15 @@ fn error_type(status: u16) -> &'static str {
 pub(crate) async fn service_objects(
     State(server): State<Arc<KubeauthServer>>,
     Extension(caller): Extension<Caller>,
+    Extension(record): Extension<AuditRecord>,
     Path(service_id): Path<String>,
     Json(request): Json<ServiceRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
+    record.entity(request.entity.entity_ref(), Some(&service_id));
     // As Backstage: the entity's name is the service id when it has no backstage.io/kubernetes-id.
     let name = request.entity.metadata.name.clone().filter(|n| !n.is_empty()).unwrap_or(service_id);
-    let items = entity_objects(&server, &caller, &request.entity, &name, &request.auth, None).await?;
+    let query = Query { server: &server, caller: &caller, record: &record, auth: &request.auth };
+    let items = entity_objects(&query, &request.entity, &name, None).await?;
     Ok(Json(ObjectsResponse { items }))
 }
 
@@ -328,21 +345,27 @@ async fn resolve(server: &KubeauthServer, entity_ref: &str) -> Result<(Entity, S
 pub(crate) async fn workloads_query(
     State(server): State<Arc<KubeauthServer>>,
     Extension(caller): Extension<Caller>,
+    Extension(record): Extension<AuditRecord>,
     Json(request): Json<WorkloadsRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
+    record.entity(Some(request.entity_ref.clone()), None);
     let (entity, name) = resolve(&server, &request.entity_ref).await?;
-    let items = entity_objects(&server, &caller, &entity, &name, &request.auth, None).await?;
+    let query = Query { server: &server, caller: &caller, record: &record, auth: &request.auth };
+    let items = entity_objects(&query, &entity, &name, None).await?;
     Ok(Json(ObjectsResponse { items }))
 }
 
 pub(crate) async fn custom_query(
     State(server): State<Arc<KubeauthServer>>,
     Extension(caller): Extension<Caller>,
+    Extension(record): Extension<AuditRecord>,
     Json(request): Json<CustomRequest>,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
+    record.entity(Some(request.entity_ref.clone()), None);
     let custom = custom_fetches(&request.custom_resources, server.gates().limits().max_custom_resources)?;
     let (entity, name) = resolve(&server, &request.entity_ref).await?;
-    let items = entity_objects(&server, &caller, &entity, &name, &request.auth, Some(&custom)).await?;
+    let query = Query { server: &server, caller: &caller, record: &record, auth: &request.auth };
+    let items = entity_objects(&query, &entity, &name, Some(&custom)).await?;
     Ok(Json(ObjectsResponse { items }))
 }
 
@@ -403,16 +426,24 @@ fn is_dns_subdomain(text: &str) -> bool {
     text.len() <= 253 && text.split('.').all(is_dns_label)
 }
 
+/// Who asks for an entity's objects, and with which of the user's tokens.
+#[derive(Clone, Copy)]
+struct Query<'a> {
+    server: &'a KubeauthServer,
+    caller: &'a Caller,
+    record: &'a AuditRecord,
+    auth: &'a RequestAuth,
+}
+
 /// The objects of `entity` (its `backstage.io/kubernetes-*` annotations decide) from each of its clusters: the
 /// standard object types and each cluster's custom resources, or only the `custom` list paths when given.
 async fn entity_objects(
-    server: &KubeauthServer,
-    caller: &Caller,
+    query: &Query<'_>,
     entity: &Entity,
     service_id: &str,
-    auth: &RequestAuth,
     custom: Option<&[String]>,
 ) -> Result<Vec<ClusterObjects>, ServerError> {
+    let server = query.server;
     let annotation = |key: &str| entity.metadata.annotations.get(key).map(String::as_str);
     let label_selector = match annotation("backstage.io/kubernetes-label-selector") {
         Some(selector) => selector.to_owned(),
@@ -441,18 +472,15 @@ async fn entity_objects(
         ServiceLocator::CatalogRelation => depends_on(&c.name),
     });
     let mut items =
-        join_all(clusters.map(|cluster| objects_of(server, caller, cluster, auth, &label_selector, namespace, custom)))
-            .await;
+        join_all(clusters.map(|cluster| objects_of(query, cluster, &label_selector, namespace, custom))).await;
     // As Backstage: a cluster with neither an object nor an error is left out.
     items.retain(|c| !c.errors.is_empty() || c.resources.iter().any(|r| !r.resources.is_empty()));
     Ok(items)
 }
 
 async fn objects_of(
-    server: &KubeauthServer,
-    caller: &Caller,
+    query: &Query<'_>,
     cluster: &ClusterDetails,
-    auth: &RequestAuth,
     label_selector: &str,
     namespace: Option<&str>,
     only_custom: Option<&[String]>,
@@ -469,7 +497,8 @@ async fn objects_of(
         pod_metrics: Vec::new(),
         errors: Vec::new(),
     };
-    let client = match server.client(cluster, auth, caller).await {
+    let Query { server, caller, record, auth } = *query;
+    let client = match server.client(cluster, auth, caller, record).await {
         Ok(client) => client,
         Err(error) => {
             let missing_token = matches!(

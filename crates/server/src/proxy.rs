@@ -24,6 +24,7 @@ use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use kubeauth::RequestBody;
 
+use crate::audit::{AuditRecord, new_audit_id};
 use crate::request_info::{ApiRequest, RequestInfo};
 use crate::{KubeauthServer, ServerError, request_auth_from_headers};
 
@@ -176,13 +177,22 @@ pub(crate) async fn proxy(
     let auth = request_auth_from_headers(&parts.headers);
     // kubeauth's own rules, before anything reaches the cluster (an upgrade to exec included).
     let caller = parts.extensions.get::<crate::Caller>().cloned().unwrap_or(crate::Caller::Local);
-    server.permissions().check(&caller, &cluster.name, &target.info)?;
+    let record = parts.extensions.get::<AuditRecord>().cloned();
+    let decision = server.permissions().check(&caller, &cluster.name, &target.info);
+    if let Some(record) = &record {
+        record.cluster(&cluster.name);
+        record.decided(&target.info, &decision);
+    }
+    decision?;
     let callers_own = callers_own_credential(&parts.headers)?;
     // The caller's own credential is the caller already; else the server's identity impersonates it.
     let impersonated = match callers_own {
         Some(_) => None,
         None => server.impersonated(&cluster, &caller)?,
     };
+    if let Some(record) = &record {
+        record.impersonated(impersonated.as_ref());
+    }
     let client = server.http_client(&cluster, &auth, callers_own).await?;
     let cluster_path = cluster.url.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_default();
 
@@ -206,7 +216,7 @@ pub(crate) async fn proxy(
         .map_err(|e| ServerError::Upstream { cluster: cluster.name.clone(), message: e.to_string() })?;
     *upstream.headers_mut() = upstream_headers(&parts.headers);
     // The API server records this request under an Audit-ID kubeauth makes, never one a caller chose.
-    upstream.headers_mut().insert("audit-id", audit_id());
+    upstream.headers_mut().insert("audit-id", record.as_ref().map_or_else(new_audit_id, AuditRecord::audit_id));
     if let Some(identity) = &impersonated {
         upstream.headers_mut().extend(identity.headers()?);
     }
@@ -227,6 +237,9 @@ pub(crate) async fn proxy(
             Ok(credential) => ServerError::Facade(kubeauth::Error::Auth(*credential)),
             Err(e) => ServerError::Upstream { cluster: cluster.name.clone(), message: kubeauth::report(&*e) },
         })?;
+    if let Some(record) = &record {
+        record.upstream_status(response.status().as_u16());
+    }
 
     if let (Some(caller_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (caller_upgrade, response.status()) {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -238,6 +251,9 @@ pub(crate) async fn proxy(
                     match tokio::io::copy_bidirectional(&mut caller, &mut upstream).await {
                         Ok((sent, received)) => {
                             tracing::debug!(cluster = %name, sent, received, "upgraded connection closed");
+                            if let Some(record) = &record {
+                                record.upgraded(sent, received);
+                            }
                         }
                         Err(e) => tracing::debug!(cluster = %name, error = %e, "upgraded connection ended"),
                     }
@@ -275,35 +291,6 @@ pub fn upstream_target(method: &http::Method, uri: &http::Uri) -> Result<ApiRequ
     RequestInfo::parse(method, rest).map_err(|refused| ServerError::BadRequest(format!("proxy path: {refused}")))
 }
 
-/// A new Audit-ID: 128 random bits as a UUID (version 4), the form the API server makes its own in.
-fn audit_id() -> HeaderValue {
-    let mut bytes: [u8; 16] = rand_bytes();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let id = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
-    HeaderValue::from_str(&id).expect("hex and dashes")
-}
-
-/// Bytes unique to this call: the standard library's randomly seeded hasher keys over a counter and the time
-/// (an Audit-ID needs uniqueness, not secrecy).
-fn rand_bytes() -> [u8; 16] {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let mut out = [0u8; 16];
-    for (i, chunk) in out.chunks_mut(8).enumerate() {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(count);
-        hasher.write_u64(nanos);
-        hasher.write_usize(i);
-        chunk.copy_from_slice(&hasher.finish().to_le_bytes());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderName;
@@ -329,9 +316,6 @@ mod tests {
             target("/api/kubernetes/proxy/api/v1/namespaces/x..y/pods"),
             Ok("/api/v1/namespaces/x..y/pods".into())
         );
-        let id = audit_id();
-        assert_eq!(id.len(), 36);
-        assert_ne!(id, audit_id());
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub struct KubeauthServer {
     default_custom_resources: Vec<kubeauth::core::CustomResourceMatcher>,
     impersonation: Option<crate::access::Impersonation>,
     permissions: crate::access::Permissions,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl std::fmt::Debug for KubeauthServer {
@@ -54,6 +55,7 @@ impl KubeauthServer {
             default_custom_resources: Vec::new(),
             impersonation: None,
             permissions: crate::access::Permissions::default(),
+            audit: None,
         }
     }
 
@@ -125,6 +127,10 @@ impl KubeauthServer {
         // Entity references of the workloads and custom-resource queries are resolved in this catalog.
         if config.kubeauth.catalog.is_some() {
             server.catalog = Some(kubeauth::locator::catalog::client_from_config(config, env)?);
+        }
+        // Last, so that no file is opened for a server that does not start.
+        if let Some(audit) = &settings.audit {
+            server.audit = Some(Arc::new(crate::audit::AuditLog::open(audit, config.origin.as_deref())?));
         }
         Ok(server)
     }
@@ -281,21 +287,32 @@ impl KubeauthServer {
         }
     }
 
+    /// kubeauth's own audit log (`kubeauth.server.audit`), if it is kept.
+    pub(crate) fn audit_log(&self) -> Option<&Arc<crate::audit::AuditLog>> {
+        self.audit.as_ref()
+    }
+
     /// `kubeauth.server.permissions`.
     pub(crate) fn permissions(&self) -> &crate::access::Permissions {
         &self.permissions
     }
 
     /// A kube client for `cluster` made for `caller`, over the connector's connections of the cluster: it
-    /// impersonates the caller where `kubeauth.server.impersonation` says so.
+    /// impersonates the caller where `kubeauth.server.impersonation` says so, and its requests carry the
+    /// caller's request's `Audit-ID`.
     pub(crate) async fn client(
         &self,
         cluster: &ClusterDetails,
         auth: &RequestAuth,
         caller: &crate::Caller,
+        record: &crate::audit::AuditRecord,
     ) -> Result<kube::Client, ServerError> {
         let identity = self.impersonated(cluster, caller)?;
-        crate::access::kube_client(self.kubeauth.connector(), cluster, auth, identity.as_ref()).await
+        record.cluster(&cluster.name);
+        record.impersonated(identity.as_ref());
+        let mut headers = identity.as_ref().map(crate::Impersonated::headers).transpose()?.unwrap_or_default();
+        headers.insert("audit-id", record.audit_id());
+        Ok(self.kubeauth.connector().http_client(cluster, auth).await?.with_headers(headers).kube_client())
     }
 
     /// The proxy's raw client for `cluster`, over the same connections: with the caller's own credential when
