@@ -338,3 +338,80 @@ fn with_kid(token: &str, kid: &str) -> String {
     header["kid"] = kid.into();
     format!("{}.{}", b64(&header), parts.next().unwrap())
 }
+
+#[tokio::test]
+async fn bodies_that_never_finish_free_their_slots() {
+    let env = TestCluster::shared();
+    let limits = "    limits:\n      maxRequestsInFlight: 20\n      bodyReadTimeoutSeconds: 1\n";
+    let addr = serve(&config(env, env.url(), env.admin_token(), limits)).await;
+    // 20 requests take every slot, each with a body that never finishes.
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream
+            .write_all(b"POST /api/kubernetes/proxy/api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"kind\":")
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = http::get(&addr, "/api/kubernetes/clusters", &[]).await.unwrap();
+    assert_eq!(busy.status, 503, "the stalled bodies hold the slots: {}", busy.text());
+    // Their deadline passes: each gets a 408, and the API answers again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let answered = http::get(&addr, "/api/kubernetes/clusters", &[]).await.unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.text());
+    for mut stream in stalled {
+        let mut answer = vec![0; 12];
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut answer)).await.unwrap().unwrap();
+        assert_eq!(String::from_utf8_lossy(&answer), "HTTP/1.1 408");
+    }
+}
+
+#[tokio::test]
+async fn a_caller_who_stops_reading_stalls_nobody_else_and_is_cut() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let env = TestCluster::shared();
+    env.create_namespace("fair").await;
+    // A list of about 24 MB: more than the sockets' buffers and a stream's window hold.
+    let configmaps = kube::Api::<ConfigMap>::namespaced(env.admin_client().await, "fair");
+    let data = "x".repeat(1_000_000);
+    for i in 0..24 {
+        let mut configmap = ConfigMap::default();
+        configmap.metadata.name = Some(format!("big-{i}"));
+        configmap.data = Some([("data".to_owned(), data.clone())].into());
+        if let Err(e) = configmaps.create(&Default::default(), &configmap).await {
+            assert!(matches!(&e, kube::Error::Api(status) if status.code == 409), "{e}");
+        }
+    }
+    let limits = "    limits:\n      writeTimeoutSeconds: 3\n";
+    let addr = serve(&config(env, env.url(), env.admin_token(), limits)).await;
+    let _warm = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces/default", &[]).await.unwrap();
+
+    // The slow caller asks for the whole list and reads nothing past the answer's head.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /api/kubernetes/proxy/api/v1/namespaces/fair/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = vec![0; 12];
+    slow.read_exact(&mut head).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&head), "HTTP/1.1 200");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Every other caller's requests to the same cluster, on the same connection, answer as fast as ever.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let answer = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces/default", &[]).await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(slowest < Duration::from_millis(300), "a request waited {slowest:?} behind the slow reader");
+
+    // After writeTimeoutSeconds without taking anything, the slow caller's answer is cut, short of its end.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await.expect("the answer was cut").ok();
+    assert!(rest.len() < 20_000_000, "{} bytes came", rest.len());
+    assert!(!String::from_utf8_lossy(&rest[rest.len().saturating_sub(200)..]).ends_with("}\n0\r\n\r\n"));
+}

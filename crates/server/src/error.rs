@@ -29,6 +29,9 @@ pub enum ServerError {
     /// The request body is larger than the proxy takes.
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The request body did not arrive within `bodyReadTimeoutSeconds`.
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
     /// The request is malformed (an entity reference that does not parse).
     #[error("{0}")]
     BadRequest(String),
@@ -96,6 +99,7 @@ impl ServerError {
             Self::ClusterHeaderRequired(_) => StatusCode::BAD_REQUEST,
             Self::ClusterNotFound(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -7,10 +7,16 @@
 //! - entity queries (the objects endpoints): `maxQueriesInFlight` at once, up to `maxQueuedQueries` waiting
 //!   their turn for at most `queueTimeoutSeconds`; beyond, 503;
 //! - list requests of those queries to one cluster: `requestsPerCluster` at once, the others wait;
-//! - `customResources` entries of one query: `maxCustomResources`, after duplicates are dropped; beyond, 400.
+//! - `customResources` entries of one query: `maxCustomResources`, after duplicates are dropped; beyond, 400;
+//! - time to send a request's whole body: `bodyReadTimeoutSeconds`; beyond, 408, and the request's slot is free;
+//! - time a proxied answer waits for the caller to take its next part: `writeTimeoutSeconds`; beyond, the answer
+//!   and its request upstream are cut (see [`crate::proxy`]), so a caller who stops reading holds nothing of the
+//!   cluster's shared connection.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -46,6 +52,10 @@ pub struct Limits {
     pub requests_per_cluster: usize,
     /// `customResources` entries of one query, after duplicates are dropped.
     pub max_custom_resources: usize,
+    /// Time to send a request's whole body.
+    pub body_read_timeout: Duration,
+    /// Time a proxied answer waits for the caller to take its next part.
+    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -59,13 +69,15 @@ impl Default for Limits {
             queue_timeout: Duration::from_secs(30),
             requests_per_cluster: 16,
             max_custom_resources: 32,
+            body_read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
 
 impl Limits {
-    /// The limits of `kubeauth.server.limits`, the defaults for what it leaves out. A count outside 1..=1000000 (or a
-    /// timeout beyond five minutes) is an error naming the key.
+    /// The limits of `kubeauth.server.limits`, the defaults for what it leaves out. A count outside 1..=1000000, a
+    /// timeout beyond five minutes (an hour for `writeTimeoutSeconds`) is an error naming the key.
     pub fn from_config(config: Option<&LimitsConfig>, origin: Option<&Path>) -> Result<Self, ServerError> {
         let mut limits = Self::default();
         let Some(config) = config else { return Ok(limits) };
@@ -88,10 +100,10 @@ impl Limits {
         count("requestsPerCluster", config.requests_per_cluster, &mut limits.requests_per_cluster)?;
         count("maxCustomResources", config.max_custom_resources, &mut limits.max_custom_resources)?;
         let seconds = |key: &str, value: Option<u64>, slot: &mut Duration| match value {
-            Some(s) if !(1..=300).contains(&s) => Err(ServerError::setting(
+            Some(s) if !(1..=max_seconds(key)).contains(&s) => Err(ServerError::setting(
                 origin,
                 &format!("kubeauth.server.limits.{key}"),
-                "must be between 1 and 300 seconds".into(),
+                format!("must be between 1 and {} seconds", max_seconds(key)),
             )),
             Some(s) => {
                 *slot = Duration::from_secs(s);
@@ -101,8 +113,15 @@ impl Limits {
         };
         seconds("headerReadTimeoutSeconds", config.header_read_timeout_seconds, &mut limits.header_read_timeout)?;
         seconds("queueTimeoutSeconds", config.queue_timeout_seconds, &mut limits.queue_timeout)?;
+        seconds("bodyReadTimeoutSeconds", config.body_read_timeout_seconds, &mut limits.body_read_timeout)?;
+        seconds("writeTimeoutSeconds", config.write_timeout_seconds, &mut limits.write_timeout)?;
         Ok(limits)
     }
+}
+
+/// The longest a timeout of `limits` may be: five minutes, an hour for a slow reader of a watch.
+fn max_seconds(key: &str) -> u64 {
+    if key == "writeTimeoutSeconds" { 3600 } else { 300 }
 }
 
 /// The largest count a limit takes (a semaphore holds at most `usize::MAX >> 3` permits; no server needs more
@@ -168,10 +187,70 @@ impl Gates {
     }
 }
 
-/// The middleware that bounds the requests being answered.
+/// The middleware that bounds the requests being answered, and the time their bodies take to arrive.
 pub(crate) async fn in_flight(State(gates): State<Arc<Gates>>, request: Request, next: Next) -> Response {
     let Ok(_turn) = gates.requests.clone().try_acquire_owned() else {
         return ServerError::Busy { what: "requests", retry_after_seconds: 1 }.into_response();
     };
+    let timeout = gates.limits.body_read_timeout;
+    use http_body::Body as _;
+    let request = request
+        .map(|body| if body.is_end_stream() { body } else { axum::body::Body::new(Deadline::new(body, timeout)) });
     next.run(request).await
+}
+
+/// A request body that must arrive whole before its deadline; after it, the body fails with [`BodyTimeout`].
+struct Deadline {
+    body: axum::body::Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    seconds: u64,
+}
+
+impl Deadline {
+    fn new(body: axum::body::Body, timeout: Duration) -> Self {
+        Self { body, deadline: Box::pin(tokio::time::sleep(timeout)), seconds: timeout.as_secs() }
+    }
+}
+
+/// The request body did not arrive whole within `bodyReadTimeoutSeconds`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0} s (kubeauth.server.limits.bodyReadTimeoutSeconds)")]
+pub(crate) struct BodyTimeout(pub(crate) u64);
+
+impl http_body::Body for Deadline {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(self.seconds))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Whether a body's error is its deadline's.
+pub(crate) fn timed_out<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimeout> {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(timeout) = error.downcast_ref::<BodyTimeout>() {
+            return Some(timeout);
+        }
+        source = error.source();
+    }
+    None
 }

@@ -204,7 +204,7 @@ pub(crate) async fn proxy(
             http_body_util::Limited::new(body, MAX_BODY)
                 .collect()
                 .await
-                .map_err(|_| ServerError::BodyTooLarge(MAX_BODY))?
+                .map_err(|e| body_error(&*e))?
                 .to_bytes(),
         ),
         _ => RequestBody::streaming(http_body_util::Limited::new(body, MAX_BODY)),
@@ -235,6 +235,7 @@ pub(crate) async fn proxy(
         .map_err(|e| match e.downcast::<kubeauth::core::Error>() {
             // The cluster's credential could not be had: the provider's error, as for the other endpoints.
             Ok(credential) => ServerError::Facade(kubeauth::Error::Auth(*credential)),
+            Err(e) if crate::limits::timed_out(&*e).is_some() => body_error(&*e),
             Err(e) => ServerError::Upstream { cluster: cluster.name.clone(), message: kubeauth::report(&*e) },
         })?;
     if let Some(record) = &record {
@@ -275,7 +276,73 @@ pub(crate) async fn proxy(
     let (mut parts, body) = response.into_parts();
     parts.headers = caller_headers(&parts.headers, &cluster_path);
     parts.version = http::Version::HTTP_11;
-    Ok(Response::from_parts(parts, Body::new(body)).into_response())
+    let body = if body.is_end_stream() {
+        Body::empty()
+    } else {
+        paced(body, server.gates().limits().write_timeout, cluster.name.clone())
+    };
+    Ok(Response::from_parts(parts, body).into_response())
+}
+
+/// An answer's body as the caller takes it: a task reads it from the API server and hands it on one part at a
+/// time, and when the caller has taken nothing for `timeout`, drops it (the API server's stream is reset and
+/// its share of the cluster's connection freed) and the caller's answer ends in an error, never a clean end.
+fn paced<B>(mut upstream: B, timeout: Duration, cluster: String) -> Body
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    let (parts, receiver) = tokio::sync::mpsc::channel(1);
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cut_here = cut.clone();
+    tokio::spawn(async move {
+        while let Some(frame) = upstream.frame().await {
+            let frame = frame.map_err(axum::Error::new);
+            match tokio::time::timeout(timeout, parts.send(frame)).await {
+                Ok(Ok(())) => {}
+                // The caller is gone.
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::info!(cluster, seconds = timeout.as_secs(), "the caller took nothing of an answer: cut");
+                    cut_here.store(true, std::sync::atomic::Ordering::Release);
+                    return;
+                }
+            }
+        }
+    });
+    Body::new(Paced { receiver, cut })
+}
+
+/// The caller's side of [`paced`].
+struct Paced {
+    receiver: tokio::sync::mpsc::Receiver<Result<http_body::Frame<bytes::Bytes>, axum::Error>>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for Paced {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        match self.receiver.poll_recv(cx) {
+            Poll::Ready(None) if self.cut.swap(false, std::sync::atomic::Ordering::AcqRel) => {
+                Poll::Ready(Some(Err(axum::Error::new("the caller took nothing of the answer in time: cut"))))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Why a request body could not be read: its deadline passed, or it is larger than the proxy takes.
+fn body_error(error: &(dyn std::error::Error + 'static)) -> ServerError {
+    match crate::limits::timed_out(error) {
+        Some(timeout) => ServerError::BodyTimeout(timeout.0),
+        None => ServerError::BodyTooLarge(MAX_BODY),
+    }
 }
 
 /// What a proxied request means to the API server, and the path and query it is sent with: the caller's

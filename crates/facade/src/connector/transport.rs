@@ -35,6 +35,12 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// many requests arrive together on one connection, so a buffer under TLS saves most of the reads.
 const READ_BUFFER: usize = 32 * 1024;
 
+/// How much of one answer may be in flight unread (HTTP/2 stream flow control).
+const STREAM_WINDOW: u32 = 4 << 20;
+
+/// How much of all answers on one connection may be in flight unread: room for 256 stalled streams.
+const CONNECTION_WINDOW: u32 = 1 << 30;
+
 type H1Client = hyper_util::client::legacy::Client<Counting, RequestBody>;
 
 /// The connections of one cluster for one TLS client identity (or none).
@@ -173,7 +179,11 @@ impl Transport {
             .keep_alive_interval(PING_INTERVAL)
             .keep_alive_timeout(PING_TIMEOUT)
             .keep_alive_while_idle(true)
-            .adaptive_window(true)
+            // Every stream shares the connection's credit: a stream's window is a small part of it, so that
+            // an answer nobody reads holds at most its own window and the other streams go on (Go's client,
+            // kubectl's, sizes them the same way).
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .handshake(hyper_util::rt::TokioIo::new(io))
             .await?;
         let cluster = self.cluster.clone();
