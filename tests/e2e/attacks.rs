@@ -389,7 +389,11 @@ async fn a_caller_who_stops_reading_stalls_nobody_else_and_is_cut() {
     let _warm = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces/default", &[]).await.unwrap();
 
     // The slow caller asks for the whole list and reads nothing past the answer's head.
-    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Its socket buffers little (as a far caller's would hold little in flight): what it does not read stays
+    // with the server.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut slow = socket.connect(addr.parse().unwrap()).await.unwrap();
     slow.write_all(b"GET /api/kubernetes/proxy/api/v1/namespaces/fair/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();

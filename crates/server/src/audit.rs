@@ -367,13 +367,17 @@ pub(crate) async fn record(State(log): State<Option<Arc<AuditLog>>>, mut request
         return response;
     }
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, Body::new(Counted { body, record: Some(record) }))
+    let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    Response::from_parts(parts, Body::new(Counted { body, record: Some(record), length, sent: 0 }))
 }
 
 /// An answer's body that counts its bytes into the record, and lets go of it at the end.
 struct Counted {
     body: Body,
     record: Option<AuditRecord>,
+    /// The answer's `Content-Length`: once it is sent, the answer is whole (hyper may not ask for the end).
+    length: Option<u64>,
+    sent: u64,
 }
 
 impl http_body::Body for Counted {
@@ -384,8 +388,9 @@ impl http_body::Body for Counted {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(record)) = (frame.data_ref(), &self.record) {
-                    let len = data.len() as u64;
+                let len = frame.data_ref().map_or(0, |data| data.len() as u64);
+                self.sent += len;
+                if let Some(record) = &self.record {
                     record.with(|e| e.bytes += len);
                 }
             }
@@ -415,9 +420,9 @@ impl http_body::Body for Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        // An empty body is never polled: it ended as it began.
+        // An empty body is never polled, and one of a known length may not be asked for its end.
         if let Some(record) = self.record.take()
-            && self.body.is_end_stream()
+            && (self.body.is_end_stream() || self.length == Some(self.sent))
         {
             record.with(|e| e.completed = true);
         }

@@ -201,11 +201,7 @@ pub(crate) async fn proxy(
         _ if body.is_end_stream() => RequestBody::empty(),
         Some(length) if length > MAX_BODY as u64 => return Err(ServerError::BodyTooLarge(MAX_BODY)),
         Some(length) if length <= REPLAY_LIMIT => RequestBody::from_bytes(
-            http_body_util::Limited::new(body, MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| body_error(&*e))?
-                .to_bytes(),
+            http_body_util::Limited::new(body, MAX_BODY).collect().await.map_err(|e| body_error(&*e))?.to_bytes(),
         ),
         _ => RequestBody::streaming(http_body_util::Limited::new(body, MAX_BODY)),
     };
