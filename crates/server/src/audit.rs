@@ -430,7 +430,7 @@ impl Drop for Counted {
 }
 
 /// A new Audit-ID: 128 random bits as a UUID (version 4), the form the API server makes its own in.
-pub(crate) fn new_audit_id() -> HeaderValue {
+fn new_audit_id() -> HeaderValue {
     let mut bytes: [u8; 16] = rand_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;

@@ -24,6 +24,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
 use kubeauth::locator::LimitsConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -193,7 +194,6 @@ pub(crate) async fn in_flight(State(gates): State<Arc<Gates>>, request: Request,
         return ServerError::Busy { what: "requests", retry_after_seconds: 1 }.into_response();
     };
     let timeout = gates.limits.body_read_timeout;
-    use http_body::Body as _;
     let request = request
         .map(|body| if body.is_end_stream() { body } else { axum::body::Body::new(Deadline::new(body, timeout)) });
     next.run(request).await

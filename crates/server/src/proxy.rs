@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
@@ -24,7 +24,7 @@ use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use kubeauth::RequestBody;
 
-use crate::audit::{AuditRecord, new_audit_id};
+use crate::audit::AuditRecord;
 use crate::request_info::{ApiRequest, RequestInfo};
 use crate::{KubeauthServer, ServerError, request_auth_from_headers};
 
@@ -166,6 +166,7 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 pub(crate) async fn proxy(
     State(server): State<Arc<KubeauthServer>>,
+    Extension(record): Extension<AuditRecord>,
     mut request: Request,
 ) -> Result<Response, ServerError> {
     let target = upstream_target(request.method(), request.uri())?;
@@ -177,12 +178,9 @@ pub(crate) async fn proxy(
     let auth = request_auth_from_headers(&parts.headers);
     // kubeauth's own rules, before anything reaches the cluster (an upgrade to exec included).
     let caller = parts.extensions.get::<crate::Caller>().cloned().unwrap_or(crate::Caller::Local);
-    let record = parts.extensions.get::<AuditRecord>().cloned();
     let decision = server.permissions().check(&caller, &cluster.name, &target.info);
-    if let Some(record) = &record {
-        record.cluster(&cluster.name);
-        record.decided(&target.info, &decision);
-    }
+    record.cluster(&cluster.name);
+    record.decided(&target.info, &decision);
     decision?;
     let callers_own = callers_own_credential(&parts.headers)?;
     // The caller's own credential is the caller already; else the server's identity impersonates it.
@@ -190,9 +188,7 @@ pub(crate) async fn proxy(
         Some(_) => None,
         None => server.impersonated(&cluster, &caller)?,
     };
-    if let Some(record) = &record {
-        record.impersonated(impersonated.as_ref());
-    }
+    record.impersonated(impersonated.as_ref());
     let client = server.http_client(&cluster, &auth, callers_own).await?;
     let cluster_path = cluster.url.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_default();
 
@@ -212,7 +208,7 @@ pub(crate) async fn proxy(
         .map_err(|e| ServerError::Upstream { cluster: cluster.name.clone(), message: e.to_string() })?;
     *upstream.headers_mut() = upstream_headers(&parts.headers);
     // The API server records this request under an Audit-ID kubeauth makes, never one a caller chose.
-    upstream.headers_mut().insert("audit-id", record.as_ref().map_or_else(new_audit_id, AuditRecord::audit_id));
+    upstream.headers_mut().insert("audit-id", record.audit_id());
     if let Some(identity) = &impersonated {
         upstream.headers_mut().extend(identity.headers()?);
     }
@@ -234,9 +230,7 @@ pub(crate) async fn proxy(
             Err(e) if crate::limits::timed_out(&*e).is_some() => body_error(&*e),
             Err(e) => ServerError::Upstream { cluster: cluster.name.clone(), message: kubeauth::report(&*e) },
         })?;
-    if let Some(record) = &record {
-        record.upstream_status(response.status().as_u16());
-    }
+    record.upstream_status(response.status().as_u16());
 
     if let (Some(caller_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (caller_upgrade, response.status()) {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -248,9 +242,7 @@ pub(crate) async fn proxy(
                     match tokio::io::copy_bidirectional(&mut caller, &mut upstream).await {
                         Ok((sent, received)) => {
                             tracing::debug!(cluster = %name, sent, received, "upgraded connection closed");
-                            if let Some(record) = &record {
-                                record.upgraded(sent, received);
-                            }
+                            record.upgraded(sent, received);
                         }
                         Err(e) => tracing::debug!(cluster = %name, error = %e, "upgraded connection ended"),
                     }
@@ -288,49 +280,25 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
-    let (parts, receiver) = tokio::sync::mpsc::channel(1);
-    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let cut_here = cut.clone();
+    let (parts, mut receiver) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
         while let Some(frame) = upstream.frame().await {
-            let frame = frame.map_err(axum::Error::new);
-            match tokio::time::timeout(timeout, parts.send(frame)).await {
+            match tokio::time::timeout(timeout, parts.send(frame.map_err(axum::Error::new))).await {
                 Ok(Ok(())) => {}
                 // The caller is gone.
                 Ok(Err(_)) => return,
                 Err(_) => {
                     tracing::info!(cluster, seconds = timeout.as_secs(), "the caller took nothing of an answer: cut");
-                    cut_here.store(true, std::sync::atomic::Ordering::Release);
+                    drop(upstream);
+                    // What the caller takes next is this error.
+                    let cut = axum::Error::new("the caller took nothing of the answer in time: cut");
+                    let _ = parts.send(Err(cut)).await;
                     return;
                 }
             }
         }
     });
-    Body::new(Paced { receiver, cut })
-}
-
-/// The caller's side of [`paced`].
-struct Paced {
-    receiver: tokio::sync::mpsc::Receiver<Result<http_body::Frame<bytes::Bytes>, axum::Error>>,
-    cut: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl http_body::Body for Paced {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        use std::task::Poll;
-        match self.receiver.poll_recv(cx) {
-            Poll::Ready(None) if self.cut.swap(false, std::sync::atomic::Ordering::AcqRel) => {
-                Poll::Ready(Some(Err(axum::Error::new("the caller took nothing of the answer in time: cut"))))
-            }
-            other => other,
-        }
-    }
+    Body::new(http_body_util::StreamBody::new(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))))
 }
 
 /// Why a request body could not be read: its deadline passed, or it is larger than the proxy takes.
