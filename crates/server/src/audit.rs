@@ -33,7 +33,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use kubeauth::locator::AuditConfig;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use crate::request_info::RequestInfo;
 use crate::{Caller, Impersonated, ServerError};
@@ -41,10 +41,16 @@ use crate::{Caller, Impersonated, ServerError};
 /// Lines waiting for the writer at most.
 const QUEUE: usize = 16 * 1024;
 
+/// How long the writer lets lines gather after writing some: under load a request queues its line without
+/// waking the writer (a wake-up costs more than the rest of the line), and a reader of the log sees a line at
+/// most this much after its answer ended.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Where lines go: the writer thread's queue.
 #[derive(Debug)]
 pub(crate) struct AuditLog {
-    lines: SyncSender<String>,
+    lines: Option<SyncSender<String>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     dropped: AtomicU64,
 }
 
@@ -73,31 +79,54 @@ impl AuditLog {
     /// A log writing to `out` on a thread of its own.
     fn to_writer(out: Box<dyn std::io::Write + Send>) -> Self {
         let (lines, queue) = std::sync::mpsc::sync_channel::<String>(QUEUE);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("kubeauth-audit".into())
             .spawn(move || {
                 let mut out = std::io::BufWriter::new(out);
+                // Asleep until a line comes; then everything queued, a flush, and time for more to gather.
                 while let Ok(line) = queue.recv() {
                     let mut written = writeln!(out, "{line}");
-                    // Write what is queued, then flush: a reader of the file sees every answered request.
-                    while let (Ok(()), Ok(line)) = (&written, queue.try_recv()) {
-                        written = writeln!(out, "{line}");
+                    let mut open = true;
+                    while let Ok(()) = written {
+                        match queue.try_recv() {
+                            Ok(line) => written = writeln!(out, "{line}"),
+                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                                open = false;
+                                break;
+                            }
+                        }
                     }
                     if let Err(e) = written.and_then(|()| out.flush()) {
                         tracing::error!(error = %e, "cannot write the audit log");
                     }
+                    if open {
+                        std::thread::sleep(GATHER);
+                    }
                 }
             })
             .expect("a thread for the audit log");
-        Self { lines, dropped: AtomicU64::new(0) }
+        Self { lines: Some(lines), writer: Some(writer), dropped: AtomicU64::new(0) }
     }
 
     fn write(&self, line: String) {
-        if let Err(TrySendError::Full(_)) = self.lines.try_send(line) {
+        let Some(lines) = &self.lines else { return };
+        if let Err(TrySendError::Full(_)) = lines.try_send(line) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "the audit log cannot keep up: lines dropped");
             }
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    /// The last request is done: the writer writes what is queued and ends, so a server that stops loses no
+    /// line.
+    fn drop(&mut self) {
+        drop(self.lines.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
     }
 }
@@ -156,90 +185,185 @@ impl Entry {
         let status = self.status.unwrap_or(0);
         let succeeded =
             self.completed && (100..400).contains(&status) && self.decision.as_ref().is_none_or(Result::is_ok);
-        let mut line = Map::new();
-        line.insert("time".into(), json!(self.time.to_string()));
-        line.insert("auditID".into(), json!(self.audit_id.to_str().unwrap_or_default()));
-        line.insert("plugin".into(), json!("kubernetes"));
-        line.insert("eventId".into(), json!(self.operation.event_id));
-        line.insert("severityLevel".into(), json!(self.operation.severity));
-        line.insert("status".into(), json!(if succeeded { "succeeded" } else { "failed" }));
-        let mut actor = Map::new();
-        if let Some(caller) = &self.caller {
-            actor.insert("actorId".into(), json!(actor_id(caller)));
-            if let Caller::Backstage(crate::BackstageCaller::Plugin { plugin, on_behalf_of: Some(_) }) = caller {
-                actor.insert("via".into(), json!(format!("plugin:{plugin}")));
-            }
-        }
-        if let Some(peer) = self.peer {
-            actor.insert("ip".into(), json!(peer.ip().to_string()));
-        }
-        if let Some(agent) = &self.user_agent {
-            actor.insert("userAgent".into(), json!(agent));
-        }
-        line.insert("actor".into(), Value::Object(actor));
-        line.insert("request".into(), json!({"method": self.method, "url": self.url}));
-        let mut meta = Map::new();
-        meta.insert("queryType".into(), json!(self.operation.query_type));
-        if self.operation.query_type == "proxy" {
-            if let Some(cluster) = self.clusters.first() {
-                meta.insert("clusterName".into(), json!(cluster));
-            }
-            meta.insert("method".into(), json!(self.method));
-            if let Some(info) = &self.request_info {
-                meta.insert("path".into(), json!(info.path));
-            }
-        }
-        if let Some(entity_ref) = &self.entity_ref {
-            meta.insert("entityRef".into(), json!(entity_ref));
-        }
-        if let Some(service_id) = &self.service_id {
-            meta.insert("serviceId".into(), json!(service_id));
-        }
-        line.insert("meta".into(), Value::Object(meta));
-        if !self.clusters.is_empty() {
-            line.insert("clusters".into(), json!(self.clusters));
-        }
-        if let Some(identity) = &self.impersonated {
-            line.insert("impersonatedUser".into(), json!({"username": identity.user, "groups": identity.groups}));
-        }
-        if let Some(info) = &self.request_info {
-            line.insert("verb".into(), json!(info.verb));
-            let attributes = if info.is_resource_request {
-                json!({
-                    "apiGroup": info.api_group,
-                    "apiVersion": info.api_version,
-                    "resource": info.resource,
-                    "subresource": info.subresource,
-                    "namespace": info.namespace,
-                    "name": info.name,
-                })
-            } else {
-                json!({"nonResourceURL": info.path})
-            };
-            line.insert("requestInfo".into(), attributes);
-        }
-        match &self.decision {
-            Some(Ok(by)) => line.insert("decision".into(), json!({"allowed": true, "by": by})),
-            Some(Err(why)) => line.insert("decision".into(), json!({"allowed": false, "reason": why})),
-            None => None,
+        let proxy = self.operation.query_type == "proxy";
+        let info = self.request_info.as_ref();
+        let line = Line {
+            time: self.time,
+            audit_id: self.audit_id.to_str().unwrap_or_default(),
+            plugin: "kubernetes",
+            event_id: self.operation.event_id,
+            severity_level: self.operation.severity,
+            status: if succeeded { "succeeded" } else { "failed" },
+            actor: Actor {
+                actor_id: self.caller.as_ref().map(actor_id),
+                via: match &self.caller {
+                    Some(Caller::Backstage(crate::BackstageCaller::Plugin { plugin, on_behalf_of: Some(_) })) => {
+                        Some(format!("plugin:{plugin}"))
+                    }
+                    _ => None,
+                },
+                ip: self.peer.map(|peer| peer.ip()),
+                user_agent: self.user_agent.as_deref(),
+            },
+            request: LineRequest { method: &self.method, url: &self.url },
+            meta: Meta {
+                query_type: self.operation.query_type,
+                cluster_name: self.clusters.first().filter(|_| proxy),
+                method: proxy.then_some(&*self.method),
+                path: info.filter(|_| proxy).map(|info| &*info.path),
+                entity_ref: self.entity_ref.as_deref(),
+                service_id: self.service_id.as_deref(),
+            },
+            clusters: &self.clusters,
+            impersonated_user: self
+                .impersonated
+                .as_ref()
+                .map(|identity| ImpersonatedUser { username: &identity.user, groups: &identity.groups }),
+            verb: info.map(|info| &*info.verb),
+            request_info: info.map(|info| {
+                if info.is_resource_request {
+                    Attributes::Resource {
+                        api_group: &info.api_group,
+                        api_version: &info.api_version,
+                        resource: &info.resource,
+                        subresource: &info.subresource,
+                        namespace: &info.namespace,
+                        name: &info.name,
+                    }
+                } else {
+                    Attributes::NonResource { non_resource_url: &info.path }
+                }
+            }),
+            decision: self.decision.as_ref().map(|decision| match decision {
+                Ok(by) => Decision { allowed: true, by: Some(by), reason: None },
+                Err(why) => Decision { allowed: false, by: None, reason: Some(why) },
+            }),
+            response_status: status,
+            upstream_status: self.upstream_status,
+            bytes: self.bytes,
+            upgraded: self.upgraded.map(|(sent, received)| Upgraded { sent, received }),
+            completed: (!self.completed).then_some(false),
+            duration_ms: (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            error: self.error.as_deref(),
         };
-        line.insert("responseStatus".into(), json!(status));
-        if let Some(upstream) = self.upstream_status {
-            line.insert("upstreamStatus".into(), json!(upstream));
-        }
-        line.insert("bytes".into(), json!(self.bytes));
-        if let Some((sent, received)) = self.upgraded {
-            line.insert("upgraded".into(), json!({"sent": sent, "received": received}));
-        }
-        if !self.completed {
-            line.insert("completed".into(), json!(false));
-        }
-        line.insert("durationMs".into(), json!((self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3));
-        if let Some(error) = &self.error {
-            line.insert("error".into(), json!(error));
-        }
-        Value::Object(line).to_string()
+        serde_json::to_string(&line).expect("an audit line serializes")
     }
+}
+
+/// An audit line, in the order it is written.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Line<'a> {
+    #[serde(serialize_with = "display")]
+    time: jiff::Timestamp,
+    #[serde(rename = "auditID")]
+    audit_id: &'a str,
+    plugin: &'static str,
+    event_id: &'static str,
+    severity_level: &'static str,
+    status: &'static str,
+    actor: Actor<'a>,
+    request: LineRequest<'a>,
+    meta: Meta<'a>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    clusters: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    impersonated_user: Option<ImpersonatedUser<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verb: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_info: Option<Attributes<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<Decision<'a>>,
+    response_status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_status: Option<u16>,
+    bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upgraded: Option<Upgraded>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed: Option<bool>,
+    duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// A value as its `Display` writes it, without a `String` between.
+fn display<S: serde::Serializer>(value: &impl std::fmt::Display, out: S) -> Result<S::Ok, S::Error> {
+    out.collect_str(value)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Actor<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<std::net::IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct LineRequest<'a> {
+    method: &'a str,
+    url: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta<'a> {
+    query_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_name: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_ref: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ImpersonatedUser<'a> {
+    username: &'a str,
+    groups: &'a [String],
+}
+
+#[derive(Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+enum Attributes<'a> {
+    Resource {
+        api_group: &'a str,
+        api_version: &'a str,
+        resource: &'a str,
+        subresource: &'a str,
+        namespace: &'a str,
+        name: &'a str,
+    },
+    NonResource {
+        #[serde(rename = "nonResourceURL")]
+        non_resource_url: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+struct Decision<'a> {
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Upgraded {
+    sent: u64,
+    received: u64,
 }
 
 impl Drop for Entry {
@@ -434,9 +558,12 @@ fn new_audit_id() -> HeaderValue {
     let mut bytes: [u8; 16] = rand_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let id = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
-    HeaderValue::from_str(&id).expect("hex and dashes")
+    let mut id = [b'-'; 36];
+    let digits = (0..36).filter(|i| ![8, 13, 18, 23].contains(i));
+    for (at, nibble) in digits.zip(bytes.iter().flat_map(|b| [b >> 4, b & 0x0f])) {
+        id[at] = b"0123456789abcdef"[usize::from(nibble)];
+    }
+    HeaderValue::from_bytes(&id).expect("hex and dashes")
 }
 
 /// Bytes unique to this call: the standard library's randomly seeded hasher keys over a counter and the time
@@ -460,6 +587,7 @@ fn rand_bytes() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     /// A writer the test reads back.
     #[derive(Clone, Default)]
@@ -534,7 +662,23 @@ mod tests {
         assert_eq!(named("/api/kubernetes/resources/workloads/query"), ("resource-fetch", "workloads"));
         assert_eq!(named("/api/kubernetes/resources/custom/query"), ("resource-fetch", "custom"));
         let id = new_audit_id();
-        assert_eq!(id.len(), 36);
+        let id = id.to_str().unwrap();
+        let dashes: Vec<usize> = id.match_indices('-').map(|(at, _)| at).collect();
+        assert_eq!((id.len(), dashes, &id[14..15]), (36, vec![8, 13, 18, 23], "4"), "{id}");
+        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{id}");
         assert_ne!(id, new_audit_id());
+    }
+
+    #[test]
+    fn a_log_that_ends_has_written_every_line() {
+        let out = Lines::default();
+        let log = Arc::new(AuditLog::to_writer(Box::new(out.clone())));
+        let request = http::Request::get("/api/kubernetes/clusters").body(Body::empty()).unwrap();
+        let records: Vec<AuditRecord> = (0..500).map(|_| AuditRecord::new(Some(log.clone()), &request)).collect();
+        drop(log);
+        drop(records);
+        // The last record let go of the log: its writer has written everything queued and ended.
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 500);
     }
 }
