@@ -459,6 +459,8 @@ async fn serve_resolves_entity_references_in_the_configured_catalog() {
     assert_eq!(found.status, 200, "{}", found.text());
     assert_eq!(found.json()["items"][0]["cluster"]["name"], "local");
     assert!(!found.json()["items"][0]["errors"].as_array().unwrap().is_empty());
+    // As Backstage's backend: an entity the catalog lacks is the caller's mistake, said in its words.
     let missing = query("component:default/absent").await;
-    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert_eq!(missing.status, 400, "{}", missing.text());
+    assert_eq!(missing.json()["error"]["message"], "Entity ref missing, component:default/absent");
 }

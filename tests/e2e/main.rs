@@ -3,6 +3,7 @@
 mod access;
 mod attacks;
 mod audit;
+mod backstage_backend;
 mod backstage_frontend;
 mod connector;
 mod custom_provider;

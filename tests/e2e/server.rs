@@ -66,7 +66,8 @@ async fn one_bad_cluster_does_not_affect_the_good_one() {
     assert_eq!(bad.json()["kind"], "Status", "the API server's own Status: {}", bad.text());
 
     let neither = http::get(&addr, "/api/kubernetes/proxy/api/v1/namespaces", &[]).await.unwrap();
-    assert_eq!(neither.status, 400, "{}", neither.text());
+    // As Backstage's backend: no cluster named among several is a cluster not found.
+    assert_eq!(neither.status, 404, "{}", neither.text());
 }
 
 #[tokio::test]
@@ -571,7 +572,7 @@ async fn the_workloads_query_resolves_the_entity_in_the_catalog() {
         serde_json::json!({"entityRef": "component:default/nope"}),
     )
     .await;
-    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert_eq!(missing.status, 400, "{}", missing.text());
 }
 
 #[tokio::test]

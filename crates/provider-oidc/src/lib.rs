@@ -7,11 +7,8 @@
 #[cfg(feature = "login")]
 pub mod login;
 
-use std::collections::BTreeMap;
-
 use kubeauth_core::{
     ClientSideProvider, ClusterDetails, CredentialFuture, Error, LoginName, LoginPreset, RequestAuth, ValidationIssue,
-    metadata,
 };
 
 /// The `oidc` provider.
@@ -52,13 +49,6 @@ impl ClientSideProvider for OidcProvider {
         }
     }
 
-    fn present_auth_metadata(&self, cluster: &ClusterDetails) -> BTreeMap<String, String> {
-        cluster
-            .oidc_token_provider()
-            .map(|p| BTreeMap::from([(metadata::OIDC_TOKEN_PROVIDER.to_owned(), p.to_owned())]))
-            .unwrap_or_default()
-    }
-
     fn user_login(&self, cluster: &ClusterDetails) -> Option<LoginName> {
         cluster.oidc_token_provider().filter(|p| !p.trim().is_empty()).map(Self::login)
     }
@@ -71,7 +61,7 @@ impl ClientSideProvider for OidcProvider {
 
 #[cfg(test)]
 mod tests {
-    use kubeauth_core::{Credential, ExposeSecret};
+    use kubeauth_core::{Credential, ExposeSecret, metadata};
 
     use super::*;
 

@@ -468,10 +468,6 @@ impl AuditRecord {
     }
 }
 
-/// The message of an answer kubeauth made itself (in its extensions, for the audit line).
-#[derive(Clone, Debug)]
-pub(crate) struct AnswerMessage(pub(crate) String);
-
 /// The middleware that records every request: outermost, so that refusals of the browser guard, the limits
 /// and the API auth are in the log too. Without `kubeauth.server.audit` nothing is written, and requests still
 /// get their `Audit-ID`.
@@ -480,10 +476,10 @@ pub(crate) async fn record(State(log): State<Option<Arc<AuditLog>>>, mut request
     request.extensions_mut().insert(record.clone());
     let mut response = next.run(request).await;
     let status = response.status();
-    let message = response.extensions_mut().remove::<AnswerMessage>();
+    let message = response.extensions_mut().remove::<crate::error::ErrorAnswer>();
     record.with(|e| {
         e.status = Some(status.as_u16());
-        e.error = message.map(|m| m.0);
+        e.error = message.map(|m| m.message);
     });
     response.headers_mut().entry("audit-id").or_insert_with(|| record.audit_id());
     if status == http::StatusCode::SWITCHING_PROTOCOLS {

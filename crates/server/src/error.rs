@@ -2,7 +2,8 @@ use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// Why the server could not answer a request itself; sent as a Kubernetes-style `Status` object.
+/// Why the server could not answer a request itself; sent as Backstage's error body, with a Kubernetes `Status`'s
+/// fields beside it (see [`status_response`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
@@ -35,6 +36,9 @@ pub enum ServerError {
     /// The request is malformed (an entity reference that does not parse).
     #[error("{0}")]
     BadRequest(String),
+    /// The request body is not JSON.
+    #[error("{0}")]
+    InvalidJson(String),
     /// Refused by kubeauth's own access rules (`kubeauth.server.permissions`, `impersonation`).
     #[error("{0}")]
     Forbidden(String),
@@ -96,12 +100,13 @@ impl ServerError {
     fn status(&self) -> StatusCode {
         use kubeauth::core::Error as Auth;
         match self {
-            Self::ClusterHeaderRequired(_) => StatusCode::BAD_REQUEST,
+            // As Backstage: no cluster named, several configured, is a cluster not found.
+            Self::ClusterHeaderRequired(_) => StatusCode::NOT_FOUND,
             Self::ClusterNotFound(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NoCatalog => StatusCode::NOT_IMPLEMENTED,
             Self::Catalog(kubeauth::locator::catalog::CatalogError::NotFound(_)) => StatusCode::NOT_FOUND,
@@ -122,31 +127,86 @@ impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = kubeauth::report(&self);
+        let name = match self {
+            Self::InvalidJson(_) => "SyntaxError",
+            _ => error_name(status),
+        };
         if let Self::Busy { retry_after_seconds, .. } = self {
             tracing::debug!(%status, error = %message, "request refused at a limit");
-            let mut answer = status_response(status, message);
+            let mut answer = named_response(status, name, message);
             answer.headers_mut().insert(header::RETRY_AFTER, retry_after_seconds.into());
             return answer;
         }
         if status.is_server_error() {
             tracing::warn!(%status, error = %message, "request failed");
         }
-        status_response(status, message)
+        named_response(status, name, message)
     }
 }
 
-/// An answer of the server itself, as a Kubernetes `Status` (what kubectl and Backstage read).
+/// The name Backstage's errors give a status (`@backstage/errors`).
+fn error_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "InputError",
+        401 => "AuthenticationError",
+        403 => "NotAllowedError",
+        404 => "NotFoundError",
+        409 => "ConflictError",
+        503 => "ServiceUnavailableError",
+        _ => "Error",
+    }
+}
+
+/// An answer kubeauth made itself: its error's name and message (for the body's `request` part, added by
+/// [`with_request`], and for the audit line).
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorAnswer {
+    pub(crate) name: &'static str,
+    pub(crate) message: String,
+}
+
+/// An answer of the server itself: Backstage's error body (`{error: {name, message}, request: {method, url},
+/// response: {statusCode}}`, what Backstage's frontend reads), and the fields of a Kubernetes `Status` beside it
+/// (what kubectl and client-go read through the proxy).
 pub(crate) fn status_response(status: StatusCode, message: String) -> Response {
-    let body = serde_json::json!({
+    named_response(status, error_name(status), message)
+}
+
+fn named_response(status: StatusCode, name: &'static str, message: String) -> Response {
+    let answer = ErrorAnswer { name, message };
+    let mut response = (status, Json(error_body(status, &answer, None))).into_response();
+    response.extensions_mut().insert(answer);
+    response
+}
+
+fn error_body(status: StatusCode, answer: &ErrorAnswer, request: Option<serde_json::Value>) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "error": {"name": answer.name, "message": &answer.message},
+        "response": {"statusCode": status.as_u16()},
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
-        "message": &message,
+        "message": &answer.message,
         "reason": status.canonical_reason().unwrap_or_default().replace(' ', ""),
         "code": status.as_u16(),
     });
-    let mut answer = (status, Json(body)).into_response();
-    answer.extensions_mut().insert(crate::audit::AnswerMessage(message));
-    answer
+    if let Some(request) = request {
+        body["request"] = request;
+    }
+    body
+}
+
+/// The middleware that gives kubeauth's own error answers their `request` part: the method and the URL below
+/// the plugin's base path (`/proxy/...`, `/services/...`), as Backstage's error handler writes them.
+pub(crate) async fn with_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().to_string();
+    let uri = request.uri().path_and_query().map_or_else(|| request.uri().path().to_owned(), ToString::to_string);
+    let url = uri.strip_prefix("/api/kubernetes").filter(|u| u.starts_with('/')).unwrap_or(&uri).to_owned();
+    let response = next.run(request).await;
+    let Some(answer) = response.extensions().get::<ErrorAnswer>().cloned() else { return response };
+    let (mut parts, _) = response.into_parts();
+    let body = error_body(parts.status, &answer, Some(serde_json::json!({"method": method, "url": url})));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }

@@ -65,7 +65,7 @@ impl KubeauthServer {
         let audit = self.audit_log().cloned();
         let state = Arc::new(self);
         let probes = || Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(state::readyz));
-        // Outermost first: the audit record, the browser guard (and CORS), the bound on requests in flight, the
+        // Outermost first: the audit record, the error answers' request part, the browser guard (and CORS), the bound on requests in flight, the
         // API auth.
         let api = Router::new()
             .route("/api/kubernetes/clusters", get(state::clusters))
@@ -76,6 +76,7 @@ impl KubeauthServer {
             .route_layer(from_fn_with_state(auth, api_auth::authenticate))
             .layer(from_fn_with_state(gates, limits::in_flight))
             .layer(from_fn_with_state(guard, guard::guard))
+            .layer(axum::middleware::from_fn(error::with_request))
             .layer(from_fn_with_state(audit, audit::record));
         let app = probes().merge(api).with_state(state.clone());
         let overflow = probes()

@@ -128,14 +128,6 @@ pub(crate) fn object_fetches(
         .collect())
 }
 
-/// The request: Backstage's `{entity, auth}`.
-#[derive(Deserialize)]
-pub(crate) struct ServiceRequest {
-    entity: Entity,
-    #[serde(default)]
-    auth: RequestAuth,
-}
-
 /// What the objects endpoints read of an entity (in a request body, or from the catalog).
 #[derive(Deserialize, Default)]
 struct Entity {
@@ -290,38 +282,64 @@ fn error_type(status: u16) -> &'static str {
     }
 }
 
+/// A request body as Backstage's `express.json()` reads it: JSON or a 400 `SyntaxError`; an empty body is `{}`.
+fn json_body(body: &[u8]) -> Result<serde_json::Value, ServerError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(serde_json::Map::new()));
+    }
+    serde_json::from_slice(body).map_err(|e| ServerError::InvalidJson(e.to_string()))
+}
+
+/// A field of a request body, read as kubeauth reads it: a wrong type is a 400 naming the field.
+fn field<T: serde::de::DeserializeOwned + Default>(body: &serde_json::Value, key: &str) -> Result<T, ServerError> {
+    match body.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(T::default()),
+        Some(value) => {
+            serde_json::from_value(value.clone()).map_err(|e| ServerError::BadRequest(format!("{key}: {e}")))
+        }
+    }
+}
+
 pub(crate) async fn service_objects(
     State(server): State<Arc<KubeauthServer>>,
     Extension(caller): Extension<Caller>,
     Extension(record): Extension<AuditRecord>,
     Path(service_id): Path<String>,
-    Json(request): Json<ServiceRequest>,
+    body: axum::body::Bytes,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
-    record.entity(request.entity.entity_ref(), Some(&service_id));
+    let body = json_body(&body)?;
+    let auth: RequestAuth = field(&body, "auth")?;
+    let given = match body.get("entity") {
+        Some(entity) if entity.is_object() => entity,
+        _ => return Err(ServerError::BadRequest("entity is a required field".into())),
+    };
+    let given: Entity =
+        serde_json::from_value(given.clone()).map_err(|e| ServerError::BadRequest(format!("entity: {e}")))?;
+    let entity_ref = given.entity_ref();
+    record.entity(entity_ref.clone(), Some(&service_id));
+    // As Backstage: with a catalog, the entity is the catalog's (a caller cannot choose the annotations that
+    // steer the fan-out); an entity the catalog lacks is refused.
+    let entity = match server.catalog() {
+        Some(_) => {
+            let entity_ref = entity_ref.ok_or_else(|| ServerError::Forbidden("Invalid entity reference".into()))?;
+            match resolve(&server, &entity_ref).await {
+                Ok((entity, _)) => entity,
+                Err(
+                    ServerError::BadRequest(_)
+                    | ServerError::Catalog(kubeauth::locator::catalog::CatalogError::NotFound(_)),
+                ) => {
+                    return Err(ServerError::Forbidden(format!("Entity not found, {entity_ref}")));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        None => given,
+    };
     // As Backstage: the entity's name is the service id when it has no backstage.io/kubernetes-id.
-    let name = request.entity.metadata.name.clone().filter(|n| !n.is_empty()).unwrap_or(service_id);
-    let query = Query { server: &server, caller: &caller, record: &record, auth: &request.auth };
-    let items = entity_objects(&query, &request.entity, &name, None).await?;
+    let name = entity.metadata.name.clone().filter(|n| !n.is_empty()).unwrap_or(service_id);
+    let query = Query { server: &server, caller: &caller, record: &record, auth: &auth };
+    let items = entity_objects(&query, &entity, &name, None).await?;
     Ok(Json(ObjectsResponse { items }))
-}
-
-/// `POST /resources/workloads/query`: Backstage's `{entityRef, auth}`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct WorkloadsRequest {
-    entity_ref: String,
-    #[serde(default)]
-    auth: RequestAuth,
-}
-
-/// `POST /resources/custom/query`: Backstage's `{entityRef, auth, customResources}`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct CustomRequest {
-    entity_ref: String,
-    #[serde(default)]
-    auth: RequestAuth,
-    custom_resources: Vec<CustomResource>,
 }
 
 #[derive(Deserialize)]
@@ -332,11 +350,33 @@ struct CustomResource {
     plural: String,
 }
 
-/// The entity an `entityRef` names, from the catalog, and its name.
+/// The `entityRef` of a query body, checked as Backstage checks it.
+fn entity_ref_of(body: &serde_json::Value) -> Result<String, ServerError> {
+    match body.get("entityRef") {
+        Some(serde_json::Value::String(entity_ref)) if !entity_ref.is_empty() => Ok(entity_ref.clone()),
+        // Backstage's `!rawEntityRef`: absent, null, false, 0 or "".
+        None | Some(serde_json::Value::Null | serde_json::Value::Bool(false) | serde_json::Value::String(_)) => {
+            Err(ServerError::BadRequest("entity is a required field".into()))
+        }
+        Some(serde_json::Value::Number(n)) if n.as_f64() == Some(0.0) => {
+            Err(ServerError::BadRequest("entity is a required field".into()))
+        }
+        Some(_) => Err(ServerError::BadRequest("entity query must be a string".into())),
+    }
+}
+
+/// The entity an `entityRef` names, from the catalog, and its name; one the catalog lacks is a 400, as in
+/// Backstage.
 async fn resolve(server: &KubeauthServer, entity_ref: &str) -> Result<(Entity, String), ServerError> {
-    let reference: kubeauth::locator::catalog::EntityRef = entity_ref.parse().map_err(ServerError::BadRequest)?;
+    let reference: kubeauth::locator::catalog::EntityRef =
+        entity_ref.parse().map_err(|e| ServerError::BadRequest(format!("Invalid entity ref, {e}")))?;
     let catalog = server.catalog().ok_or(ServerError::NoCatalog)?;
-    let found = catalog.entity(&reference).await?;
+    let found = match catalog.entity(&reference).await {
+        Err(kubeauth::locator::catalog::CatalogError::NotFound(_)) => {
+            return Err(ServerError::BadRequest(format!("Entity ref missing, {reference}")));
+        }
+        other => other?,
+    };
     let entity = serde_json::from_value(found)
         .map_err(|e| ServerError::BadRequest(format!("the catalog's entity {reference} is not an entity: {e}")))?;
     Ok((entity, reference.name))
@@ -346,11 +386,14 @@ pub(crate) async fn workloads_query(
     State(server): State<Arc<KubeauthServer>>,
     Extension(caller): Extension<Caller>,
     Extension(record): Extension<AuditRecord>,
-    Json(request): Json<WorkloadsRequest>,
+    body: axum::body::Bytes,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
-    record.entity(Some(request.entity_ref.clone()), None);
-    let (entity, name) = resolve(&server, &request.entity_ref).await?;
-    let query = Query { server: &server, caller: &caller, record: &record, auth: &request.auth };
+    let body = json_body(&body)?;
+    let entity_ref = entity_ref_of(&body)?;
+    record.entity(Some(entity_ref.clone()), None);
+    let auth: RequestAuth = field(&body, "auth")?;
+    let (entity, name) = resolve(&server, &entity_ref).await?;
+    let query = Query { server: &server, caller: &caller, record: &record, auth: &auth };
     let items = entity_objects(&query, &entity, &name, None).await?;
     Ok(Json(ObjectsResponse { items }))
 }
@@ -359,12 +402,27 @@ pub(crate) async fn custom_query(
     State(server): State<Arc<KubeauthServer>>,
     Extension(caller): Extension<Caller>,
     Extension(record): Extension<AuditRecord>,
-    Json(request): Json<CustomRequest>,
+    body: axum::body::Bytes,
 ) -> Result<Json<ObjectsResponse>, ServerError> {
-    record.entity(Some(request.entity_ref.clone()), None);
-    let custom = custom_fetches(&request.custom_resources, server.gates().limits().max_custom_resources)?;
-    let (entity, name) = resolve(&server, &request.entity_ref).await?;
-    let query = Query { server: &server, caller: &caller, record: &record, auth: &request.auth };
+    let body = json_body(&body)?;
+    let entity_ref = entity_ref_of(&body)?;
+    record.entity(Some(entity_ref.clone()), None);
+    let auth: RequestAuth = field(&body, "auth")?;
+    // As Backstage: the entity first, then its customResources.
+    let (entity, name) = resolve(&server, &entity_ref).await?;
+    let resources = match body.get("customResources") {
+        None | Some(serde_json::Value::Null) => {
+            return Err(ServerError::BadRequest("customResources is a required field".into()));
+        }
+        Some(serde_json::Value::Array(list)) if list.is_empty() => {
+            return Err(ServerError::BadRequest("at least 1 customResource is required".into()));
+        }
+        Some(list @ serde_json::Value::Array(_)) => serde_json::from_value::<Vec<CustomResource>>(list.clone())
+            .map_err(|e| ServerError::BadRequest(format!("customResources: {e}")))?,
+        Some(_) => return Err(ServerError::BadRequest("customResources must be an array".into())),
+    };
+    let custom = custom_fetches(&resources, server.gates().limits().max_custom_resources)?;
+    let query = Query { server: &server, caller: &caller, record: &record, auth: &auth };
     let items = entity_objects(&query, &entity, &name, Some(&custom)).await?;
     Ok(Json(ObjectsResponse { items }))
 }
@@ -372,9 +430,6 @@ pub(crate) async fn custom_query(
 /// The list path of each distinct entry of `customResources`, each part checked as a Kubernetes name; at most
 /// `max` of them.
 fn custom_fetches(resources: &[CustomResource], max: usize) -> Result<Vec<String>, ServerError> {
-    if resources.is_empty() {
-        return Err(ServerError::BadRequest("customResources: at least one {group, apiVersion, plural}".into()));
-    }
     let mut fetches: Vec<String> = Vec::new();
     for (i, c) in resources.iter().enumerate() {
         let path = resource_path(&c.group, &c.api_version, &c.plural)
@@ -659,10 +714,10 @@ async fn list_at<T: serde::de::DeserializeOwned>(
     let request =
         kube::core::Request::new(path).list(list).map_err(|e| failed("FETCH_ERROR", None, Some(e.to_string())))?;
     client.request::<T>(request).await.map_err(|e| match e {
-        // Backstage's error entry; for a refusal, the API server's own words kept in `message` (who was refused
+        // Backstage's error entry; for a 403, the API server's own words kept in `message` (who was refused
         // what: with impersonation, the impersonated user, or a server identity that may not impersonate).
         kube::Error::Api(status) => {
-            let message = matches!(status.code, 401 | 403).then_some(status.message);
+            let message = (status.code == 403).then_some(status.message);
             failed(error_type(status.code), Some(status.code), message)
         }
         other => failed("FETCH_ERROR", None, Some(kubeauth::report(&other))),

@@ -4,7 +4,8 @@
 //! reads, in their real wire format: `GET /api/catalog/entities?filter=…` (a JSON array of entities; the
 //! `kind=…,spec.type=…` filter is applied) and `GET /api/catalog/entities/by-name/{kind}/{namespace}/{name}`
 //! (404 when absent). Both require `Authorization: Bearer <token>` (401 otherwise), as a Backstage backend with a
-//! static external-access token does.
+//! static external-access token does; [`FakeCatalog::open`] answers anyone (the catalog of Backstage's own
+//! backend in the tests, which calls it with tokens of its own).
 
 use std::sync::{Arc, Mutex};
 
@@ -32,8 +33,17 @@ impl std::fmt::Debug for FakeCatalog {
 impl FakeCatalog {
     /// Starts the fake with no entities; callers must send `token`.
     pub fn start(token: &str) -> Self {
+        Self::serve(token, true)
+    }
+
+    /// Starts the fake with no entities, answering every caller (those that send [`token`](Self::token) too).
+    pub fn open(token: &str) -> Self {
+        Self::serve(token, false)
+    }
+
+    fn serve(token: &str, checked: bool) -> Self {
         let entities: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let (served, expected) = (entities.clone(), format!("Bearer {token}"));
+        let (served, expected) = (entities.clone(), checked.then(|| format!("Bearer {token}")));
         let server = ThreadServer::start(None, move |req| {
             let (entities, expected) = (served.clone(), expected.clone());
             async move { handle(&entities, &expected, &req) }
@@ -73,8 +83,13 @@ fn field<'a>(entity: &'a Value, path: &str) -> Option<&'a str> {
     path.split('.').try_fold(entity, |v, k| v.get(k)).and_then(Value::as_str)
 }
 
-fn handle(entities: &Mutex<Vec<Value>>, expected: &str, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    let authorized = req.headers().get("authorization").and_then(|v| v.to_str().ok()) == Some(expected);
+fn handle(
+    entities: &Mutex<Vec<Value>>,
+    expected: &Option<String>,
+    req: &Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let sent = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let authorized = expected.as_deref().is_none_or(|expected| sent == Some(expected));
     if !authorized {
         return json(
             401,

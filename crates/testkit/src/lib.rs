@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod backstage;
 pub mod backstage_auth;
 mod binaries;
 pub mod catalog;
