@@ -87,6 +87,7 @@ impl Case {
 
     async fn send(&self, address: &str) -> (u16, Value) {
         let mut headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // A string body is sent as it is (a body that is not JSON), any other value as its JSON.
         let body = match &self.body {
             Some(Value::String(raw)) => raw.clone().into_bytes(),
             Some(body) => body.to_string().into_bytes(),
@@ -270,7 +271,7 @@ fn corpus(env: &TestCluster, namespace: &str) -> Vec<Case> {
     // Backstage's frontend sends the tokens of every client-side provider with each objects request.
     let auth = json!({"oidc": {"okta": user_token}});
     let widgets = json!([{"group": "e2e.kubeauth.dev", "apiVersion": "v1", "plural": "widgets"}]);
-    let mut cases = vec![
+    vec![
         Case::get("clusters", "/api/kubernetes/clusters", &[]),
         Case::get("proxy list", &pods, &good),
         Case::get("proxy list selector", &format!("{pods}?labelSelector=tier%3Dweb"), &good),
@@ -362,13 +363,8 @@ fn corpus(env: &TestCluster, namespace: &str) -> Vec<Case> {
             json!({"entityRef": "component:default/shop", "customResources": [], "auth": auth}),
         ),
         Case::get("unknown endpoint", "/api/kubernetes/nothing", &[]),
-    ];
-    cases.push(Case::post(
-        "bad JSON workloads",
-        "/api/kubernetes/resources/workloads/query",
-        Value::String("[1,".into()),
-    ));
-    cases
+        Case::post("bad JSON workloads", "/api/kubernetes/resources/workloads/query", Value::String("[1,".into())),
+    ]
 }
 
 #[tokio::test]

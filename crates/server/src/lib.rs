@@ -65,8 +65,8 @@ impl KubeauthServer {
         let audit = self.audit_log().cloned();
         let state = Arc::new(self);
         let probes = || Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(state::readyz));
-        // Outermost first: the audit record, the error answers' request part, the browser guard (and CORS), the bound on requests in flight, the
-        // API auth.
+        // Outermost first: the audit record, the error answers' request part, the browser guard (and CORS), the
+        // bound on requests in flight, the API auth.
         let api = Router::new()
             .route("/api/kubernetes/clusters", get(state::clusters))
             .route("/api/kubernetes/services/{service_id}", post(objects::service_objects))

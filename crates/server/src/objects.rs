@@ -322,16 +322,11 @@ pub(crate) async fn service_objects(
     let entity = match server.catalog() {
         Some(_) => {
             let entity_ref = entity_ref.ok_or_else(|| ServerError::Forbidden("Invalid entity reference".into()))?;
-            match resolve(&server, &entity_ref).await {
-                Ok((entity, _)) => entity,
-                Err(
-                    ServerError::BadRequest(_)
-                    | ServerError::Catalog(kubeauth::locator::catalog::CatalogError::NotFound(_)),
-                ) => {
-                    return Err(ServerError::Forbidden(format!("Entity not found, {entity_ref}")));
-                }
-                Err(other) => return Err(other),
-            }
+            let reference =
+                entity_ref.parse().map_err(|_| ServerError::Forbidden("Invalid entity reference".into()))?;
+            catalog_entity(&server, &reference)
+                .await?
+                .ok_or_else(|| ServerError::Forbidden(format!("Entity not found, {entity_ref}")))?
         }
         None => given,
     };
@@ -370,16 +365,25 @@ fn entity_ref_of(body: &serde_json::Value) -> Result<String, ServerError> {
 async fn resolve(server: &KubeauthServer, entity_ref: &str) -> Result<(Entity, String), ServerError> {
     let reference: kubeauth::locator::catalog::EntityRef =
         entity_ref.parse().map_err(|e| ServerError::BadRequest(format!("Invalid entity ref, {e}")))?;
+    let entity = catalog_entity(server, &reference)
+        .await?
+        .ok_or_else(|| ServerError::BadRequest(format!("Entity ref missing, {reference}")))?;
+    Ok((entity, reference.name))
+}
+
+/// The catalog's entity of `reference`; `None` when the catalog has no such entity.
+async fn catalog_entity(
+    server: &KubeauthServer,
+    reference: &kubeauth::locator::catalog::EntityRef,
+) -> Result<Option<Entity>, ServerError> {
     let catalog = server.catalog().ok_or(ServerError::NoCatalog)?;
-    let found = match catalog.entity(&reference).await {
-        Err(kubeauth::locator::catalog::CatalogError::NotFound(_)) => {
-            return Err(ServerError::BadRequest(format!("Entity ref missing, {reference}")));
-        }
+    let found = match catalog.entity(reference).await {
+        Err(kubeauth::locator::catalog::CatalogError::NotFound(_)) => return Ok(None),
         other => other?,
     };
-    let entity = serde_json::from_value(found)
-        .map_err(|e| ServerError::BadRequest(format!("the catalog's entity {reference} is not an entity: {e}")))?;
-    Ok((entity, reference.name))
+    serde_json::from_value(found)
+        .map(Some)
+        .map_err(|e| ServerError::BadRequest(format!("the catalog's entity {reference} is not an entity: {e}")))
 }
 
 pub(crate) async fn workloads_query(
