@@ -3,7 +3,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// Why the server could not answer a request itself; sent as Backstage's error body, with a Kubernetes `Status`'s
-/// fields beside it (see [`status_response`]).
+/// fields beside it (what kubectl and client-go read through the proxy).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
